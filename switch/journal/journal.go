@@ -1,0 +1,198 @@
+// Package journal is the transaction journal on PostgreSQL (pgx): the source of truth for every
+// transaction, the terminals' dynamic state and the store-and-forward queue of reversals.
+//
+// Writes go through group commit: callers queue statements, a committer sends whatever is
+// waiting as one pipelined batch in one implicit transaction, and every caller learns the outcome
+// after the commit. Durability is never weakened; throughput comes from sharing commits.
+package journal
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// ErrUnavailable wraps every failure to reach or write the journal: the switch answers 96.
+var ErrUnavailable = errors.New("journal unavailable")
+
+// Journal is an open journal.
+type Journal struct {
+	Pool   *pgxpool.Pool
+	Vault  *Vault
+	ops    chan op
+	stop   chan struct{}
+	done   chan struct{}
+	Stats  func(batch int, d time.Duration) // optional: called after each group commit
+	maxOps int
+}
+
+type op struct {
+	queue func(*pgx.Batch)
+	done  chan error
+}
+
+// Open connects, applies migrations and starts the committers.
+func Open(ctx context.Context, url string, vault *Vault) (*Journal, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("database url: %w", err)
+	}
+	if cfg.MaxConns < 16 {
+		cfg.MaxConns = 16
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := Migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	j := &Journal{Pool: pool, Vault: vault, ops: make(chan op, 4096), stop: make(chan struct{}), done: make(chan struct{}), maxOps: 512}
+	const committers = 2 // one batch is being committed while the next one fills
+	finished := make(chan struct{}, committers)
+	for range committers {
+		go func() { j.commitLoop(); finished <- struct{}{} }()
+	}
+	go func() {
+		for range committers {
+			<-finished
+		}
+		close(j.done)
+	}()
+	return j, nil
+}
+
+// Close stops the committers after the queued writes and closes the pool.
+func (j *Journal) Close() {
+	close(j.stop)
+	<-j.done
+	j.Pool.Close()
+}
+
+// Migrate applies the embedded migrations that have not been applied, in order, under an
+// advisory lock so that several nodes may start at once.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock(8583)"); err != nil {
+		return err
+	}
+	defer conn.Exec(context.Background(), "SELECT pg_advisory_unlock(8583)")
+	if _, err := conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"); err != nil {
+		return err
+	}
+	names, _ := fs.Glob(migrations, "migrations/*.sql")
+	sort.Strings(names)
+	for _, name := range names {
+		version := strings.TrimSuffix(strings.TrimPrefix(name, "migrations/"), ".sql")
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM schema_migrations WHERE version = $1", version).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			continue
+		}
+		sql, _ := migrations.ReadFile(name)
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, string(sql)); err != nil {
+			tx.Rollback(ctx)
+			return fmt.Errorf("migration %s: %w", version, err)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", version); err != nil {
+			tx.Rollback(ctx)
+			return err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Commit queues statements for the next group commit and waits until they are durable. The
+// statements of one call are atomic together with everything else in the same group.
+func (j *Journal) Commit(ctx context.Context, queue func(*pgx.Batch)) error {
+	o := op{queue: queue, done: make(chan error, 1)}
+	select {
+	case j.ops <- o:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	case <-j.stop:
+		return fmt.Errorf("%w: journal closing", ErrUnavailable)
+	}
+	select {
+	case err := <-o.done:
+		return err
+	case <-ctx.Done():
+		// the write may still commit; callers treat the outcome as unknown (fail closed)
+		return fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	}
+}
+
+func (j *Journal) commitLoop() {
+	for {
+		var first op
+		select {
+		case first = <-j.ops:
+		case <-j.stop:
+			// finish what is queued, then stop
+			for {
+				select {
+				case o := <-j.ops:
+					j.flush([]op{o})
+				default:
+					return
+				}
+			}
+		}
+		group := []op{first}
+	fill:
+		for len(group) < j.maxOps {
+			select {
+			case o := <-j.ops:
+				group = append(group, o)
+			default:
+				break fill
+			}
+		}
+		j.flush(group)
+	}
+}
+
+func (j *Journal) flush(group []op) {
+	start := time.Now()
+	b := &pgx.Batch{}
+	for _, o := range group {
+		o.queue(b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err := j.Pool.SendBatch(ctx, b).Close()
+	cancel()
+	if err != nil {
+		err = fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	for _, o := range group {
+		o.done <- err
+	}
+	if j.Stats != nil {
+		j.Stats(len(group), time.Since(start))
+	}
+}

@@ -1,0 +1,121 @@
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TerminalState is a terminal's dynamic state: sign-on, current batch and working keys (sealed).
+type TerminalState struct {
+	Batch    string
+	SignedOn bool
+	KeysEnc  []byte
+}
+
+// TerminalState reads a terminal's state; nil when it never signed on.
+func (j *Journal) TerminalState(ctx context.Context, mid, tid string) (*TerminalState, error) {
+	var s TerminalState
+	err := j.Pool.QueryRow(ctx, "SELECT batch, signed_on, keys_enc FROM terminal_state WHERE mid=$1 AND tid=$2", mid, tid).Scan(&s.Batch, &s.SignedOn, &s.KeysEnc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return &s, nil
+}
+
+// SignOnOp queues a sign-on: new working keys and the batch the terminal must use.
+func SignOnOp(mid, tid, batch string, keysEnc []byte) func(*pgx.Batch) {
+	return func(b *pgx.Batch) {
+		b.Queue(`INSERT INTO terminal_state (mid, tid, batch, signed_on, keys_enc, signed_on_at) VALUES ($1,$2,$3,true,$4,now())
+			ON CONFLICT (mid, tid) DO UPDATE SET batch=$3, signed_on=true, keys_enc=$4, signed_on_at=now()`, mid, tid, batch, keysEnc)
+	}
+}
+
+// SignOffOp queues a sign-off (the keys stay for the terminal's pending reversals).
+func SignOffOp(mid, tid string) func(*pgx.Batch) {
+	return func(b *pgx.Batch) {
+		b.Queue(`UPDATE terminal_state SET signed_on=false WHERE mid=$1 AND tid=$2`, mid, tid)
+	}
+}
+
+// SAFEntry is a reversal waiting to be delivered upstream.
+type SAFEntry struct {
+	ID       int64
+	TxnID    int64
+	Attempts int
+	Payload  []byte // sealed
+	Created  time.Time
+}
+
+// EnqueueReversalOp queues a reversal for store-and-forward, once per transaction.
+func EnqueueReversalOp(txnID int64, sealed []byte) func(*pgx.Batch) {
+	return func(b *pgx.Batch) {
+		b.Queue(`INSERT INTO saf (txn_id, payload) VALUES ($1, $2) ON CONFLICT (txn_id) DO NOTHING`, txnID, sealed)
+	}
+}
+
+// ClaimReversals takes up to n due reversals and leases them for lease, so that another node (or
+// a restarted one) does not send them at the same time. Attempts counts earlier sends: a claimed
+// entry with Attempts > 0 goes out as a repeat.
+func (j *Journal) ClaimReversals(ctx context.Context, n int, lease time.Duration) ([]SAFEntry, error) {
+	rows, err := j.Pool.Query(ctx, `UPDATE saf SET next_at = now() + $2::interval, attempts = attempts + 1
+		WHERE id IN (SELECT id FROM saf WHERE acked_at IS NULL AND next_at <= now() ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $1)
+		RETURNING id, txn_id, attempts - 1, payload, created_at`, n, lease.String())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer rows.Close()
+	var out []SAFEntry
+	for rows.Next() {
+		var e SAFEntry
+		if err := rows.Scan(&e.ID, &e.TxnID, &e.Attempts, &e.Payload, &e.Created); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// AckReversal records that the issuer acknowledged a reversal.
+func (j *Journal) AckReversal(ctx context.Context, id int64) error {
+	_, err := j.Pool.Exec(ctx, "UPDATE saf SET acked_at = now(), last_error = '' WHERE id = $1", id)
+	return err
+}
+
+// RetryReversal records a failed delivery and when to try again.
+func (j *Journal) RetryReversal(ctx context.Context, id int64, after time.Duration, why string) error {
+	_, err := j.Pool.Exec(ctx, "UPDATE saf SET next_at = now() + $2::interval, last_error = $3 WHERE id = $1", id, after.String(), why)
+	return err
+}
+
+// SAFStats is the queue's depth and the age of its oldest entry.
+func (j *Journal) SAFStats(ctx context.Context) (depth int, oldest time.Duration, err error) {
+	var age float64
+	err = j.Pool.QueryRow(ctx, "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM saf WHERE acked_at IS NULL").Scan(&depth, &age)
+	return depth, time.Duration(age * float64(time.Second)), err
+}
+
+// InFlight lists transactions left pending at the issuer (a crash between going upstream and
+// recording the outcome): recovery reverses them.
+func (j *Journal) InFlight(ctx context.Context, olderThan time.Duration) ([]*Txn, error) {
+	rows, err := j.Pool.Query(ctx, "SELECT "+txnColumns+" FROM txn WHERE state='P' AND went_upstream AND updated_at < now() - $1::interval", olderThan.String())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer rows.Close()
+	var out []*Txn
+	for rows.Next() {
+		t, err := scanTxn(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}

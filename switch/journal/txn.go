@@ -1,0 +1,288 @@
+package journal
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Transaction states.
+const (
+	Pending  = 'P'
+	Approved = 'A'
+	Declined = 'D'
+	Voided   = 'V'
+	Reversed = 'R'
+	TimedOut = 'T'
+)
+
+// Txn is one journaled transaction. It holds no PIN block, track, CVV or ICC data, and the PAN
+// only masked and as a keyed hash.
+type Txn struct {
+	ID           int64
+	CreatedAt    time.Time
+	LocalDay     time.Time
+	SettleDate   time.Time
+	Env          string
+	MID, TID     string
+	Batch, STAN  string
+	MTI, Kind    string
+	ProcCode     string
+	Amount       int64
+	EntryMode    string
+	Type         string // 60.1
+	PANMasked    string
+	PANHash      []byte
+	CardOrg      string
+	MCC          string
+	RRN          string
+	AuthCode     string
+	RespCode     string
+	IssuerCode   string
+	State        byte
+	WentUpstream bool
+	Rule, Reason string
+	ReqHash      []byte
+	Response     json.RawMessage
+	OrigID       *int64
+	Refunded     int64
+}
+
+const txnColumns = `id, created_at, local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount,
+	entry_mode, type_code, pan_masked, pan_hash, card_org, mcc, rrn, auth_code, resp_code, issuer_code, state,
+	went_upstream, rule, reason, req_hash, response, orig_id, refunded`
+
+func scanTxn(row pgx.Row) (*Txn, error) {
+	var t Txn
+	var state string
+	err := row.Scan(&t.ID, &t.CreatedAt, &t.LocalDay, &t.SettleDate, &t.Env, &t.MID, &t.TID, &t.Batch, &t.STAN, &t.MTI, &t.Kind,
+		&t.ProcCode, &t.Amount, &t.EntryMode, &t.Type, &t.PANMasked, &t.PANHash, &t.CardOrg, &t.MCC, &t.RRN, &t.AuthCode,
+		&t.RespCode, &t.IssuerCode, &state, &t.WentUpstream, &t.Rule, &t.Reason, &t.ReqHash, &t.Response, &t.OrigID, &t.Refunded)
+	if err != nil {
+		return nil, err
+	}
+	t.State = state[0]
+	return &t, nil
+}
+
+// Insert journals a transaction (the write-ahead record, or a final decline) through group
+// commit. It reports false, and fills nothing, when a transaction with the same key (day, MID,
+// TID, batch, STAN, MTI) already exists.
+func (j *Journal) Insert(ctx context.Context, t *Txn, more ...func(*pgx.Batch)) (bool, error) {
+	inserted := false
+	err := j.Commit(ctx, func(b *pgx.Batch) {
+		queueInsert(b, t, &inserted)
+		for _, m := range more {
+			m(b)
+		}
+	})
+	return inserted, err
+}
+
+func queueInsert(b *pgx.Batch, t *Txn, inserted *bool) {
+	b.Queue(`INSERT INTO txn (local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount, entry_mode,
+		type_code, pan_masked, pan_hash, card_org, mcc, auth_code, resp_code, issuer_code, state, went_upstream, rule, reason,
+		req_hash, response, orig_id)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27)
+		ON CONFLICT (local_day, mid, tid, batch, stan, mti) DO NOTHING
+		RETURNING id, rrn, created_at`,
+		t.LocalDay, t.SettleDate, t.Env, t.MID, t.TID, t.Batch, t.STAN, t.MTI, t.Kind, t.ProcCode, t.Amount, t.EntryMode,
+		t.Type, t.PANMasked, t.PANHash, t.CardOrg, t.MCC, t.AuthCode, t.RespCode, t.IssuerCode, string(t.State), t.WentUpstream,
+		t.Rule, t.Reason, t.ReqHash, nullJSON(t.Response), t.OrigID,
+	).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&t.ID, &t.RRN, &t.CreatedAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		*inserted = err == nil
+		return err
+	})
+}
+
+func nullJSON(b json.RawMessage) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return string(b)
+}
+
+// Outcome is what becomes durable before the terminal is answered.
+type Outcome struct {
+	State        byte
+	RespCode     string
+	IssuerCode   string
+	AuthCode     string
+	Rule, Reason string
+	WentUpstream bool
+	Response     json.RawMessage
+}
+
+// Finish records a transaction's outcome, together with the extra statements (original marked
+// voided or reversed, refunded amount, a queued reversal) in the same commit.
+func (j *Journal) Finish(ctx context.Context, id int64, o Outcome, more ...func(*pgx.Batch)) error {
+	return j.Commit(ctx, func(b *pgx.Batch) {
+		FinishOp(id, o)(b)
+		for _, m := range more {
+			m(b)
+		}
+	})
+}
+
+// FinishOp queues the outcome update of one transaction.
+func FinishOp(id int64, o Outcome) func(*pgx.Batch) {
+	return func(b *pgx.Batch) {
+		b.Queue(`UPDATE txn SET state=$2, resp_code=$3, issuer_code=$4, auth_code=$5, rule=$6, reason=$7,
+			went_upstream = went_upstream OR $8, response=$9, updated_at=now() WHERE id=$1`,
+			id, string(o.State), o.RespCode, o.IssuerCode, o.AuthCode, o.Rule, o.Reason, o.WentUpstream, nullJSON(o.Response))
+	}
+}
+
+// SetStateOp queues a state change of an original (voided, reversed).
+func SetStateOp(id int64, state byte) func(*pgx.Batch) {
+	return func(b *pgx.Batch) {
+		b.Queue(`UPDATE txn SET state=$2, updated_at=now() WHERE id=$1`, id, string(state))
+	}
+}
+
+// MarkUpstreamOp queues the fact that a transaction is about to go upstream: from here on an
+// unknown outcome must be reversed.
+func MarkUpstreamOp(id int64) func(*pgx.Batch) {
+	return func(b *pgx.Batch) { b.Queue(`UPDATE txn SET went_upstream=true WHERE id=$1`, id) }
+}
+
+// AddRefundedOp queues an increase of an original's refunded amount.
+func AddRefundedOp(id, amount int64) func(*pgx.Batch) {
+	return func(b *pgx.Batch) {
+		b.Queue(`UPDATE txn SET refunded = refunded + $2, updated_at=now() WHERE id=$1`, id, amount)
+	}
+}
+
+func (j *Journal) one(ctx context.Context, where string, args ...any) (*Txn, error) {
+	t, err := scanTxn(j.Pool.QueryRow(ctx, "SELECT "+txnColumns+" FROM txn WHERE "+where, args...))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return t, nil
+}
+
+// ByKey finds a transaction by its duplicate key.
+func (j *Journal) ByKey(ctx context.Context, day time.Time, mid, tid, batch, stan, mti string) (*Txn, error) {
+	return j.one(ctx, "local_day=$1 AND mid=$2 AND tid=$3 AND batch=$4 AND stan=$5 AND mti=$6", day, mid, tid, batch, stan, mti)
+}
+
+// ByID finds a transaction by id.
+func (j *Journal) ByID(ctx context.Context, id int64) (*Txn, error) { return j.one(ctx, "id=$1", id) }
+
+// ByRRN finds a transaction by RRN.
+func (j *Journal) ByRRN(ctx context.Context, rrn string) (*Txn, error) { return j.one(ctx, "rrn=$1", rrn) }
+
+// Original finds the financial request (0200 purchase or void) a void or reversal refers to:
+// same MID and TID, batch and STAN, on day.
+func (j *Journal) Original(ctx context.Context, day time.Time, mid, tid, batch, stan, mti string, kinds ...string) (*Txn, error) {
+	return j.one(ctx, "local_day=$1 AND mid=$2 AND tid=$3 AND batch=$4 AND stan=$5 AND mti=$6 AND kind = ANY($7) ORDER BY id DESC LIMIT 1",
+		day, mid, tid, batch, stan, mti, kinds)
+}
+
+// ForReversal finds what a reversal reverses: the newest reversible request of the terminal with
+// that STAN (the reversal keeps its original's F11 and 60.2) on day.
+func (j *Journal) ForReversal(ctx context.Context, day time.Time, mid, tid, stan string) (*Txn, error) {
+	return j.one(ctx, "local_day=$1 AND mid=$2 AND tid=$3 AND stan=$4 AND mti='0200' AND kind IN ('purchase','void') ORDER BY id DESC LIMIT 1",
+		day, mid, tid, stan)
+}
+
+// ForRefund finds a refund's original purchase by MID, RRN and original local day.
+func (j *Journal) ForRefund(ctx context.Context, mid, rrn string, day time.Time) (*Txn, error) {
+	return j.one(ctx, "mid=$1 AND rrn=$2 AND local_day=$3 AND kind='purchase'", mid, rrn, day)
+}
+
+// Last finds the terminal's most recent financial transaction, or the one with batch and STAN.
+func (j *Journal) Last(ctx context.Context, mid, tid, batch, stan string) (*Txn, error) {
+	if stan != "" {
+		return j.one(ctx, "mid=$1 AND tid=$2 AND batch=$3 AND stan=$4 AND kind IN ('purchase','void','refund','balance') ORDER BY id DESC LIMIT 1", mid, tid, batch, stan)
+	}
+	return j.one(ctx, "mid=$1 AND tid=$2 AND kind IN ('purchase','void','refund','balance') ORDER BY id DESC LIMIT 1", mid, tid)
+}
+
+// BatchTotals are the settlement totals of a terminal batch (protocol.md §4): debit = approved,
+// unreversed, unvoided purchases; credit = approved refunds and voids.
+type BatchTotals struct {
+	DebitAmount, CreditAmount int64
+	DebitCount, CreditCount   int
+}
+
+// Totals sums a terminal batch from the journal.
+func (j *Journal) Totals(ctx context.Context, mid, tid, batch string) (BatchTotals, error) {
+	var t BatchTotals
+	err := j.Pool.QueryRow(ctx, `SELECT
+		coalesce(sum(amount) FILTER (WHERE kind='purchase' AND state='A'),0),
+		count(*) FILTER (WHERE kind='purchase' AND state='A'),
+		coalesce(sum(amount) FILTER (WHERE kind IN ('refund','void') AND state='A'),0),
+		count(*) FILTER (WHERE kind IN ('refund','void') AND state='A')
+		FROM txn WHERE mid=$1 AND tid=$2 AND batch=$3`, mid, tid, batch).Scan(&t.DebitAmount, &t.DebitCount, &t.CreditAmount, &t.CreditCount)
+	if err != nil {
+		return t, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return t, nil
+}
+
+// Filter selects transactions for listing.
+type Filter struct {
+	From, To  time.Time
+	MID, TID  string
+	RespCode  string
+	CardOrg   string
+	STAN      string
+	AfterID   int64
+	Limit     int
+	NewestFst bool
+}
+
+// List returns transactions matching f.
+func (j *Journal) List(ctx context.Context, f Filter) ([]*Txn, error) {
+	q := "SELECT " + txnColumns + " FROM txn WHERE id > $1"
+	args := []any{f.AfterID}
+	add := func(cond string, v any) {
+		args = append(args, v)
+		q += fmt.Sprintf(" AND "+cond, len(args))
+	}
+	if !f.From.IsZero() {
+		add("local_day >= $%d", f.From)
+	}
+	if !f.To.IsZero() {
+		add("local_day <= $%d", f.To)
+	}
+	for cond, v := range map[string]string{"mid = $%d": f.MID, "tid = $%d": f.TID, "resp_code = $%d": f.RespCode, "card_org = $%d": f.CardOrg, "stan = $%d": f.STAN} {
+		if v != "" {
+			add(cond, v)
+		}
+	}
+	if f.NewestFst {
+		q += " ORDER BY id DESC"
+	} else {
+		q += " ORDER BY id"
+	}
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	rows, err := j.Pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer rows.Close()
+	var out []*Txn
+	for rows.Next() {
+		t, err := scanTxn(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
