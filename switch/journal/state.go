@@ -53,10 +53,26 @@ type SAFEntry struct {
 	Created  time.Time
 }
 
-// EnqueueReversalOp queues a reversal for store-and-forward, once per transaction.
-func EnqueueReversalOp(txnID int64, sealed []byte) func(*pgx.Batch) {
+// PrepareReversalOp stores, before a transaction goes upstream, the (sealed) reversal that would
+// undo it, dormant: nothing is sent until it is armed. Whatever happens next (timeout, crash,
+// terminal reversal) the data to reverse is already durable.
+func PrepareReversalOp(txnID int64, sealed []byte) func(*pgx.Batch) {
 	return func(b *pgx.Batch) {
-		b.Queue(`INSERT INTO saf (txn_id, payload) VALUES ($1, $2) ON CONFLICT (txn_id) DO NOTHING`, txnID, sealed)
+		b.Queue(`INSERT INTO saf (txn_id, payload, next_at) VALUES ($1, $2, 'infinity') ON CONFLICT (txn_id) DO NOTHING`, txnID, sealed)
+	}
+}
+
+// ArmReversalOp makes a prepared reversal due now (once: an armed or acknowledged one stays as is).
+func ArmReversalOp(txnID int64) func(*pgx.Batch) {
+	return func(b *pgx.Batch) {
+		b.Queue(`UPDATE saf SET next_at = now() WHERE txn_id = $1 AND acked_at IS NULL AND next_at = 'infinity'`, txnID)
+	}
+}
+
+// DropReversalOp removes a prepared reversal that will never be needed (the issuer declined).
+func DropReversalOp(txnID int64) func(*pgx.Batch) {
+	return func(b *pgx.Batch) {
+		b.Queue(`DELETE FROM saf WHERE txn_id = $1 AND attempts = 0 AND next_at = 'infinity'`, txnID)
 	}
 }
 
@@ -97,12 +113,12 @@ func (j *Journal) RetryReversal(ctx context.Context, id int64, after time.Durati
 // SAFStats is the queue's depth and the age of its oldest entry.
 func (j *Journal) SAFStats(ctx context.Context) (depth int, oldest time.Duration, err error) {
 	var age float64
-	err = j.Pool.QueryRow(ctx, "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM saf WHERE acked_at IS NULL").Scan(&depth, &age)
+	err = j.Pool.QueryRow(ctx, "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM saf WHERE acked_at IS NULL AND next_at < 'infinity'").Scan(&depth, &age)
 	return depth, time.Duration(age * float64(time.Second)), err
 }
 
 // InFlight lists transactions left pending at the issuer (a crash between going upstream and
-// recording the outcome): recovery reverses them.
+// recording the outcome): recovery marks them timed out and arms their prepared reversals.
 func (j *Journal) InFlight(ctx context.Context, olderThan time.Duration) ([]*Txn, error) {
 	rows, err := j.Pool.Query(ctx, "SELECT "+txnColumns+" FROM txn WHERE state='P' AND went_upstream AND updated_at < now() - $1::interval", olderThan.String())
 	if err != nil {

@@ -28,6 +28,8 @@ CREATE TABLE txn (
     auth_code    text        NOT NULL DEFAULT '',
     resp_code    text        NOT NULL DEFAULT '',
     issuer_code  text        NOT NULL DEFAULT '',
+    up_trace     text        NOT NULL DEFAULT '',   -- upstream F11 and F7, for F90 of voids and reversals
+    up_time      text        NOT NULL DEFAULT '',
     -- P pending (write-ahead, at the issuer), A approved, D declined, V voided, R reversed,
     -- T timed out at the issuer (reversal queued)
     state        char(1)     NOT NULL,
