@@ -1,0 +1,188 @@
+package sim
+
+import (
+	"time"
+
+	"github.com/shoudan/shoudan/spec/keys"
+	"github.com/shoudan/shoudan/spec/upstream"
+)
+
+// Limits are the issuer's risk limits per transaction, in fen: a purchase above any that
+// applies is declined 61.
+type Limits struct {
+	Institution map[string]int64 // by acquiring institution (F32)
+	MCC         map[string]int64 // by MCC (F18)
+	Merchant    map[string]int64 // by MID (F42)
+}
+
+// Issuer decides upstream requests against its cards, limits and ledger.
+type Issuer struct {
+	Ledger  *Ledger
+	Limits  Limits
+	ZoneKey []byte // PIN blocks arrive under the zone PIN key
+	Now     func() time.Time
+}
+
+// Handle answers one upstream request. It is safe for concurrent use.
+func (is *Issuer) Handle(req *upstream.Message) *upstream.Message {
+	resp := *req
+	resp.MTI = req.MTI[:2] + string(req.MTI[2]+1) + "0"
+	resp.PINBlock, resp.Track2, resp.ICC, resp.PAN, resp.Expiry, resp.SecCtl, resp.PINMaxLen = nil, "", nil, req.PAN, "", "", ""
+	switch {
+	case req.MTI == "0800" || req.MTI == "0820":
+		resp.RespCode = "00"
+	case req.MTI == "0420" || req.MTI == "0421":
+		resp.RespCode = is.reverse(req)
+	case req.MTI == "0200" && req.ProcCode == upstream.ProcBalance:
+		resp.RespCode = is.balance(req, &resp)
+	case req.MTI == "0200" && req.ProcCode == upstream.ProcPurchase:
+		resp.RespCode, resp.AuthCode = is.purchase(req)
+	case req.MTI == "0200" && req.ProcCode == upstream.ProcVoid:
+		resp.RespCode, resp.AuthCode = is.void(req)
+	case req.MTI == "0220":
+		resp.RespCode, resp.AuthCode = is.refund(req)
+	default:
+		resp.RespCode = "12"
+	}
+	return &resp
+}
+
+// check is what every card-present request goes through: card, status, expiry, PIN.
+func (is *Issuer) check(req *upstream.Message) (*Card, string) {
+	c := is.Ledger.cards[req.PAN]
+	if c == nil {
+		return nil, "14"
+	}
+	switch c.Status {
+	case "lost":
+		return nil, "41"
+	case "stolen":
+		return nil, "43"
+	}
+	exp := req.Expiry
+	if exp == "" {
+		exp = c.Expiry
+	}
+	if exp < is.Now().Format("0601") || exp != c.Expiry {
+		return nil, "54"
+	}
+	if len(req.PINBlock) > 0 {
+		pin, err := keys.ClearPIN(is.ZoneKey, req.PINBlock, req.PAN)
+		if err != nil || pin != c.PIN {
+			return nil, "55"
+		}
+	}
+	return c, ""
+}
+
+func (is *Issuer) overLimit(req *upstream.Message) bool {
+	for _, lim := range []struct {
+		m map[string]int64
+		k string
+	}{{is.Limits.Institution, req.Acquirer}, {is.Limits.MCC, req.MCC}, {is.Limits.Merchant, req.MID}} {
+		if v, ok := lim.m[lim.k]; ok && req.Amount > v {
+			return true
+		}
+	}
+	return false
+}
+
+func (is *Issuer) purchase(req *upstream.Message) (string, string) {
+	l := is.Ledger
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c, code := is.check(req)
+	if code != "" {
+		return code, ""
+	}
+	if is.overLimit(req) {
+		return "61", ""
+	}
+	if c.Balance < req.Amount {
+		return "51", ""
+	}
+	c.Balance -= req.Amount
+	a := &Auth{Key: upstream.Key(req), PAN: req.PAN, Kind: "purchase", Amount: req.Amount, State: "approved", AuthCode: authCode()}
+	l.record(a)
+	return "00", a.AuthCode
+}
+
+func (is *Issuer) balance(req *upstream.Message, resp *upstream.Message) string {
+	l := is.Ledger
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c, code := is.check(req)
+	if code != "" {
+		return code
+	}
+	resp.Amount = c.Balance
+	return "00"
+}
+
+func (is *Issuer) void(req *upstream.Message) (string, string) {
+	l := is.Ledger
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	orig := l.auths[upstream.OriginalKey(req.Original)]
+	if orig == nil || orig.Kind != "purchase" {
+		return "25", ""
+	}
+	if orig.State != "approved" {
+		return "12", ""
+	}
+	if orig.Amount != req.Amount {
+		return "64", ""
+	}
+	orig.State = "voided"
+	l.cards[orig.PAN].Balance += orig.Amount
+	l.record(&Auth{Key: upstream.Key(req), PAN: orig.PAN, Kind: "void", Amount: req.Amount, State: "approved", AuthCode: authCode(), Of: orig.Key})
+	a := l.auths[upstream.Key(req)]
+	return "00", a.AuthCode
+}
+
+func (is *Issuer) refund(req *upstream.Message) (string, string) {
+	l := is.Ledger
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.cards[req.PAN]
+	if c == nil {
+		return "14", ""
+	}
+	c.Balance += req.Amount
+	a := &Auth{Key: upstream.Key(req), PAN: req.PAN, Kind: "refund", Amount: req.Amount, State: "approved", AuthCode: authCode()}
+	l.record(a)
+	return "00", a.AuthCode
+}
+
+// reverse undoes the original once; a repeat (or a reversal of something already reversed) is
+// answered 00 without touching the ledger again. A reversal of nothing is 25.
+func (is *Issuer) reverse(req *upstream.Message) string {
+	l := is.Ledger
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	orig := l.auths[upstream.OriginalKey(req.Original)]
+	if orig == nil {
+		return "25"
+	}
+	switch orig.State {
+	case "reversed":
+		orig.Repeats++
+		return "00"
+	case "voided":
+		// reversing a purchase that was voided afterwards: the void already released the funds
+		orig.Repeats++
+		return "00"
+	}
+	switch orig.Kind {
+	case "purchase":
+		l.cards[orig.PAN].Balance += orig.Amount
+	case "void": // reversing a void re-charges the purchase it voided
+		l.cards[orig.PAN].Balance -= orig.Amount
+		if p := l.auths[orig.Of]; p != nil {
+			p.State = "approved"
+		}
+	}
+	orig.State = "reversed"
+	orig.Reversals++
+	return "00"
+}

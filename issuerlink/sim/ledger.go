@@ -1,0 +1,110 @@
+// Package sim is the simulated issuer: its own ISO 8583 listener in the upstream dialect, test
+// cards with PINs, expiry, status and balances, risk limits by acquiring institution, MCC and
+// merchant (the real cause of 61), a ledger that proves nothing was charged twice or left
+// charged, and fault injection on demand.
+package sim
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/shoudan/shoudan/spec"
+)
+
+// Card is a test card.
+type Card struct {
+	PAN     string
+	PIN     string
+	Expiry  string // YYMM
+	Status  string // active, lost, stolen
+	Balance int64  // fen
+}
+
+// Auth is an authorisation the issuer holds: what a void or reversal will undo.
+type Auth struct {
+	Key       string // upstream MTI + trace + transmission time + acquirer
+	PAN       string
+	Kind      string // purchase, void, refund
+	Amount    int64
+	State     string // approved, voided, reversed
+	AuthCode  string
+	Of        string // a void: the key of the purchase it voided
+	Reversals int // reversal requests that changed the ledger: never more than 1
+	Repeats   int // reversal requests answered idempotently
+}
+
+// Ledger is the issuer's books.
+type Ledger struct {
+	mu    sync.Mutex
+	cards map[string]*Card
+	auths map[string]*Auth
+	order []string
+}
+
+func NewLedger(cards []Card) *Ledger {
+	l := &Ledger{cards: map[string]*Card{}, auths: map[string]*Auth{}}
+	for i := range cards {
+		c := cards[i]
+		l.cards[c.PAN] = &c
+	}
+	return l
+}
+
+// Snapshot is the ledger as the control endpoint shows it (PANs masked).
+type Snapshot struct {
+	Balances map[string]int64 `json:"balances"`
+	Auths    []AuthView       `json:"auths"`
+	// Held is the sum charged and not undone by approved purchases: what a test expects to be 0
+	// after every purchase was reversed.
+	Held            int64 `json:"held"`
+	ReversalsTwice  int   `json:"reversals_applied_twice"`
+	ReversalsRepeat int   `json:"reversal_repeats"`
+}
+
+type AuthView struct {
+	Key       string `json:"key"`
+	PAN       string `json:"pan"`
+	Kind      string `json:"kind"`
+	Amount    int64  `json:"amount"`
+	State     string `json:"state"`
+	Reversals int    `json:"reversals"`
+}
+
+func (l *Ledger) Snapshot() Snapshot {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := Snapshot{Balances: map[string]int64{}}
+	for pan, c := range l.cards {
+		s.Balances[spec.MaskPAN(pan)] = c.Balance
+	}
+	for _, k := range l.order {
+		a := l.auths[k]
+		s.Auths = append(s.Auths, AuthView{a.Key, spec.MaskPAN(a.PAN), a.Kind, a.Amount, a.State, a.Reversals})
+		if a.Kind == "purchase" && a.State == "approved" {
+			s.Held += a.Amount
+		}
+		if a.Reversals > 1 {
+			s.ReversalsTwice++
+		}
+		s.ReversalsRepeat += a.Repeats
+	}
+	return s
+}
+
+func (l *Ledger) record(a *Auth) {
+	l.auths[a.Key] = a
+	l.order = append(l.order, a.Key)
+}
+
+var authSeq struct {
+	sync.Mutex
+	n int
+}
+
+func authCode() string {
+	authSeq.Lock()
+	defer authSeq.Unlock()
+	authSeq.n++
+	return fmt.Sprintf("%06d", (authSeq.n*7919+int(time.Now().UnixNano()/1e3))%1000000)
+}

@@ -1,0 +1,273 @@
+package sim
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/moov-io/iso8583"
+	connection "github.com/moov-io/iso8583-connection"
+	"github.com/shoudan/shoudan/spec/upstream"
+	"github.com/shoudan/shoudan/terminals"
+	"gopkg.in/yaml.v3"
+)
+
+// Faults are injected on demand (config or POST /faults).
+type Faults struct {
+	LatencyMinMS int     `json:"latency_min_ms" yaml:"latency_min_ms"`
+	LatencyMaxMS int     `json:"latency_max_ms" yaml:"latency_max_ms"`
+	SwallowRate  float64 `json:"swallow_rate" yaml:"swallow_rate"` // share of requests never answered
+	LateRate     float64 `json:"late_rate" yaml:"late_rate"`       // share answered after LateMS
+	LateMS       int     `json:"late_ms" yaml:"late_ms"`
+	DropRate     float64 `json:"drop_rate" yaml:"drop_rate"` // share that closes the connection
+	// SwallowNext swallows the next N financial requests (not reversals): deterministic tests.
+	SwallowNext int `json:"swallow_next" yaml:"swallow_next"`
+	// DownReversals leaves reversals unanswered while true (an issuer that is "down" for them).
+	DownReversals bool `json:"down_reversals" yaml:"down_reversals"`
+}
+
+// Config is the simulator's YAML config.
+type Config struct {
+	Listen  string `yaml:"listen"`
+	Control string `yaml:"control"`
+	ZoneKey string `yaml:"zone_key"`
+	Cards   []struct {
+		PAN     string `yaml:"pan"`
+		PIN     string `yaml:"pin"`
+		Expiry  string `yaml:"expiry"`
+		Status  string `yaml:"status"`
+		Balance string `yaml:"balance"`
+	} `yaml:"cards"`
+	Limits struct {
+		Institution map[string]string `yaml:"institution"`
+		MCC         map[string]string `yaml:"mcc"`
+		Merchant    map[string]string `yaml:"merchant"`
+	} `yaml:"limits"`
+	Faults Faults `yaml:"faults"`
+}
+
+// LoadConfig reads and checks a simulator config file.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var c Config
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// Build turns a config into an issuer.
+func (c *Config) Build() (*Issuer, error) {
+	zk, err := hex.DecodeString(c.ZoneKey)
+	if err != nil || (len(zk) != 16 && len(zk) != 8) {
+		return nil, fmt.Errorf("zone_key: expected 16 or 32 hex digits")
+	}
+	var cards []Card
+	for i, cc := range c.Cards {
+		bal, err := terminals.ParseAmount(cc.Balance)
+		if err != nil {
+			return nil, fmt.Errorf("cards[%d].balance: %w", i, err)
+		}
+		st := cc.Status
+		if st == "" {
+			st = "active"
+		}
+		cards = append(cards, Card{PAN: cc.PAN, PIN: cc.PIN, Expiry: cc.Expiry, Status: st, Balance: bal})
+	}
+	lim := Limits{Institution: map[string]int64{}, MCC: map[string]int64{}, Merchant: map[string]int64{}}
+	for src, dst := range map[*map[string]string]map[string]int64{&c.Limits.Institution: lim.Institution, &c.Limits.MCC: lim.MCC, &c.Limits.Merchant: lim.Merchant} {
+		for k, v := range *src {
+			n, err := terminals.ParseAmount(v)
+			if err != nil {
+				return nil, fmt.Errorf("limits.%s: %w", k, err)
+			}
+			dst[k] = n
+		}
+	}
+	return &Issuer{Ledger: NewLedger(cards), Limits: lim, ZoneKey: zk, Now: time.Now}, nil
+}
+
+// Server is the running simulator.
+type Server struct {
+	Issuer *Issuer
+	Log    *slog.Logger
+	faults atomic.Pointer[Faults]
+	swMu   sync.Mutex
+	ln     net.Listener
+	conns  sync.Map
+	http   *http.Server
+	Addr   string
+	Ctl    string
+	// Received counts requests by MTI (for tests and the control endpoint).
+	received sync.Map
+}
+
+// NewServer wraps an issuer with faults.
+func NewServer(is *Issuer, f Faults, log *slog.Logger) *Server {
+	s := &Server{Issuer: is, Log: log}
+	s.faults.Store(&f)
+	return s
+}
+
+// Start listens on addr (ISO 8583) and ctl (HTTP control).
+func (s *Server) Start(addr, ctl string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	s.ln, s.Addr = ln, ln.Addr().String()
+	go s.accept()
+	if ctl != "" {
+		cl, err := net.Listen("tcp", ctl)
+		if err != nil {
+			return err
+		}
+		s.Ctl = cl.Addr().String()
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /ledger", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Issuer.Ledger.Snapshot()) })
+		mux.HandleFunc("GET /faults", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.faults.Load()) })
+		mux.HandleFunc("POST /faults", func(w http.ResponseWriter, r *http.Request) {
+			var f Faults
+			if err := json.NewDecoder(r.Body).Decode(&f); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			s.SetFaults(f)
+			writeJSON(w, f)
+		})
+		mux.HandleFunc("GET /received", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Received()) })
+		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go s.http.Serve(cl)
+	}
+	return nil
+}
+
+// SetFaults replaces the fault settings.
+func (s *Server) SetFaults(f Faults) { s.faults.Store(&f) }
+
+// Received is the count of requests by MTI.
+func (s *Server) Received() map[string]int64 {
+	out := map[string]int64{}
+	s.received.Range(func(k, v any) bool { out[k.(string)] = v.(*atomic.Int64).Load(); return true })
+	return out
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+type deadlineConn struct {
+	net.Conn
+	d time.Duration
+}
+
+func (c deadlineConn) Write(p []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.d))
+	return c.Conn.Write(p)
+}
+
+func (s *Server) accept() {
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(50 * time.Millisecond) // e.g. EMFILE: keep accepting
+			continue
+		}
+		c, err := connection.NewFrom(deadlineConn{nc, 5 * time.Second}, upstream.Dialect.Spec, upstream.ReadLen, upstream.WriteLen,
+			connection.SetMessageReader(upstream.Reader{}), connection.SetMessageWriter(upstream.Writer{}),
+			connection.SendTimeout(10*time.Second),
+			connection.InboundMessageHandler(s.handle),
+			connection.ErrorHandler(func(err error) {}))
+		if err != nil {
+			nc.Close()
+			continue
+		}
+		s.conns.Store(c, struct{}{})
+		go func() { <-c.Done(); s.conns.Delete(c) }()
+	}
+}
+
+func (s *Server) count(mti string) {
+	v, _ := s.received.LoadOrStore(mti, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+}
+
+func (s *Server) handle(c *connection.Connection, m *iso8583.Message) {
+	var req upstream.Message
+	if err := m.Unmarshal(&req); err != nil {
+		return
+	}
+	s.count(req.MTI)
+	f := s.faults.Load()
+	reversal := req.MTI == "0420" || req.MTI == "0421"
+	if reversal && f.DownReversals {
+		return
+	}
+	if !reversal && req.MTI[:2] != "08" && s.takeSwallow() {
+		s.Log.Info("swallowing request", "mti", req.MTI, "trace", req.Trace)
+		return
+	}
+	if f.DropRate > 0 && rand.Float64() < f.DropRate {
+		c.Close()
+		return
+	}
+	if f.SwallowRate > 0 && rand.Float64() < f.SwallowRate {
+		return
+	}
+	resp := s.Issuer.Handle(&req)
+	delay := time.Duration(0)
+	if f.LatencyMaxMS > 0 {
+		delay = time.Duration(f.LatencyMinMS+rand.IntN(max(1, f.LatencyMaxMS-f.LatencyMinMS+1))) * time.Millisecond
+	}
+	if f.LateRate > 0 && rand.Float64() < f.LateRate {
+		delay = time.Duration(f.LateMS) * time.Millisecond
+	}
+	if delay > 0 {
+		time.Sleep(delay)
+	}
+	out, err := upstream.Marshal(resp)
+	if err == nil {
+		_ = c.Reply(out)
+	}
+}
+
+func (s *Server) takeSwallow() bool {
+	s.swMu.Lock()
+	defer s.swMu.Unlock()
+	f := s.faults.Load()
+	if f.SwallowNext <= 0 {
+		return false
+	}
+	nf := *f
+	nf.SwallowNext--
+	s.faults.Store(&nf)
+	return true
+}
+
+// Close stops listening and closes every connection.
+func (s *Server) Close(ctx context.Context) {
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	if s.http != nil {
+		s.http.Shutdown(ctx)
+	}
+	s.conns.Range(func(k, _ any) bool { k.(*connection.Connection).Close(); return true })
+}
