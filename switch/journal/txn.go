@@ -286,3 +286,10 @@ func (j *Journal) List(ctx context.Context, f Filter) ([]*Txn, error) {
 	}
 	return out, rows.Err()
 }
+
+// UpstreamKey returns the upstream trace and transmission time a transaction went out with.
+func (j *Journal) UpstreamKey(ctx context.Context, id int64) ([2]string, error) {
+	var k [2]string
+	err := j.Pool.QueryRow(ctx, "SELECT up_trace, up_time FROM txn WHERE id=$1", id).Scan(&k[0], &k[1])
+	return k, err
+}

@@ -1,0 +1,359 @@
+package posswitch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/shoudan/shoudan/issuerlink"
+	rc "github.com/shoudan/shoudan/responsecodes"
+	"github.com/shoudan/shoudan/spec"
+	"github.com/shoudan/shoudan/spec/keys"
+	"github.com/shoudan/shoudan/spec/pos"
+	"github.com/shoudan/shoudan/spec/upstream"
+	"github.com/shoudan/shoudan/switch/journal"
+	"github.com/shoudan/shoudan/terminals"
+)
+
+// Switch holds what a transaction needs on its way through.
+type Switch struct {
+	Registry *terminals.Holder
+	Journal  *journal.Journal
+	Link     *issuerlink.Link
+	Security SecurityModule
+	Log      *slog.Logger
+	Now      func() time.Time
+}
+
+// Handle takes one decoded request and returns the response frame (without LEN), or nil when
+// nothing can be answered.
+func (s *Switch) Handle(ctx context.Context, env terminals.Environment, f *pos.Frame) []byte {
+	t := &Txn{Env: env, Now: s.Now(), Frame: f, Reg: s.Registry.Get()}
+	if !s.decide(ctx, t) {
+		return s.decline(ctx, t)
+	}
+	switch t.Kind {
+	case pos.SignOn:
+		return s.signOn(ctx, t)
+	case pos.SignOff, pos.Echo:
+		return s.management(ctx, t)
+	case pos.StatusQuery:
+		return s.status(ctx, t)
+	case pos.Settlement:
+		return s.settle(ctx, t)
+	case pos.BatchUpload:
+		return s.management(ctx, t)
+	case pos.Reversal:
+		return s.reversal(ctx, t)
+	}
+	return s.financial(ctx, t)
+}
+
+// FormatError answers a frame that did not decode, when its head could be read.
+func (s *Switch) FormatError(raw []byte, claimedMTI string, err error) []byte {
+	var h pos.HeadField
+	if _, herr := h.Unpack(raw); herr != nil || len(claimedMTI) != 4 || claimedMTI[2]%2 == 1 {
+		return nil
+	}
+	m := pos.NewMessage()
+	_ = m.Marshal(&pos.Answer{Terminal: pos.Terminal{Head: h.Head.Reply(respMTI(claimedMTI), pos.ProcNone)}, RespCode: rc.FormatError})
+	b, perr := pos.Encode(m, nil)
+	if perr != nil {
+		return nil
+	}
+	s.Log.Info("format error", "code", rc.FormatError, "err", err.Error())
+	return b
+}
+
+func respMTI(mti string) string { return mti[:2] + string(mti[2]+1) + mti[3:] }
+
+// answer builds the common response fields.
+func (s *Switch) answer(t *Txn, code string) pos.FinancialResponse {
+	h := t.Frame.Head()
+	proc := pos.ProcNone
+	if code == rc.SignOnAgain {
+		proc = pos.ProcSignOn
+	}
+	r := pos.FinancialResponse{Answer: pos.Answer{
+		Terminal:  pos.Terminal{Head: h.Reply(respMTI(h.MTI), proc), STAN: t.Req.STAN, TID: t.Req.TID, MID: t.Req.MID, Custom: t.Req.Custom},
+		LocalTime: t.Now.Format("150405"), LocalDate: t.Now.Format("0102"), RespCode: code,
+	}}
+	if t.Merchant != nil {
+		r.Acquirer = t.Merchant.Acquirer
+	}
+	if t.Kind != nil && t.Kind.Financial {
+		r.PAN, r.ProcCode, r.Amount, r.Cond, r.Currency = cardPAN(&t.Req), t.Req.ProcCode, t.Req.Amount, t.Req.Cond, t.Req.Currency
+		r.SettleDate = t.Now.Format("0102")
+		if t.Merchant != nil {
+			r.IDs = fmt.Sprintf("%-11.11s%-11.11s", "", t.Merchant.Acquirer)
+		}
+	}
+	return r
+}
+
+// encode packs a response, with a MAC when the kind is MAC-protected and the code is 00.
+func (s *Switch) encode(t *Txn, v any, code string) []byte {
+	m, err := pos.Marshal(v)
+	if err != nil {
+		s.Log.Error("response does not marshal", "err", err)
+		return nil
+	}
+	var mac pos.MACFunc
+	if t.Kind != nil && t.Kind.MAC && code == rc.Approved && len(t.Keys.TAK) > 0 {
+		mac = func(mab []byte) ([8]byte, error) { return keys.MAC(t.Keys.TAK, mab) }
+	}
+	b, err := pos.Encode(m, mac)
+	if err != nil {
+		s.Log.Error("response does not encode", "err", err)
+		return nil
+	}
+	return b
+}
+
+// decline journals an acquirer decline with its rule and reason, then answers it.
+func (s *Switch) decline(ctx context.Context, t *Txn) []byte {
+	code := t.Decision.Code
+	if t.Kind != nil && t.Kind.Financial && t.Terminal != nil {
+		rec := s.record(t, journal.Declined)
+		rec.RespCode, rec.Rule, rec.Reason = code, t.Decision.Rule, t.Decision.Reason
+		if _, err := s.Journal.Insert(ctx, rec); err != nil {
+			s.Log.Warn("decline not journaled", "err", err)
+		}
+	}
+	s.logTxn(t, code)
+	if t.Kind != nil && (t.Kind == pos.SignOn || !t.Kind.Financial) {
+		r := s.answer(t, code)
+		return s.encode(t, &pos.ManagementResponse{Answer: r.Answer}, code)
+	}
+	r := s.answer(t, code)
+	return s.encode(t, &r, code)
+}
+
+func (s *Switch) logTxn(t *Txn, code string) {
+	kind := "unknown"
+	if t.Kind != nil {
+		kind = t.Kind.Name
+	}
+	s.Log.Info("txn", "kind", kind, "tid", t.Req.TID, "mid", t.Req.MID, "stan", t.Req.STAN, "pan", spec.MaskPAN(cardPAN(&t.Req)),
+		"amount", t.Req.Amount, "code", code, "rule", t.Decision.Rule, "reason", t.Decision.Reason)
+}
+
+// cardPAN is the PAN from F2 or track 2.
+func cardPAN(r *pos.Request) string {
+	if r.PAN != "" {
+		return r.PAN
+	}
+	for i, c := range r.Track2 {
+		if c == '=' {
+			return r.Track2[:i]
+		}
+	}
+	return ""
+}
+
+// record is the journal row of a transaction: PAN masked and hashed, nothing else of the card.
+func (s *Switch) record(t *Txn, state byte) *journal.Txn {
+	pan := cardPAN(&t.Req)
+	mcc := ""
+	if t.Merchant != nil {
+		mcc = t.Merchant.MCC
+	}
+	mti, _ := t.Frame.Msg.GetMTI()
+	return &journal.Txn{
+		LocalDay: day(t.Now), SettleDate: day(t.Now), Env: string(t.Env), MID: t.Req.MID, TID: t.Req.TID,
+		Batch: t.F60.Batch, STAN: t.Req.STAN, MTI: mti, Kind: t.Kind.Name, ProcCode: t.Req.ProcCode, Amount: t.Req.Amount,
+		EntryMode: t.Req.EntryMode, Type: t.F60.Type, PANMasked: spec.MaskPAN(pan), PANHash: s.Journal.Vault.PANHash(pan),
+		CardOrg: "CUP", MCC: mcc, State: state, ReqHash: s.Journal.Vault.RequestHash(t.Frame.Raw),
+	}
+}
+
+// journalRequest is rule 13 and the write-ahead record in one: the insert either takes the
+// transaction's key or finds it taken. A retransmission (same bytes) gets the stored response; a
+// different request under the same key gets 94.
+func (s *Switch) journalRequest(ctx context.Context, t *Txn, more ...func(*pgx.Batch)) ([]byte, bool) {
+	rec := s.record(t, journal.Pending)
+	rec.Rule, rec.Reason = t.Decision.Rule, t.Decision.Reason
+	if t.Orig != nil {
+		rec.OrigID = &t.Orig.ID
+	}
+	ok, err := s.Journal.Insert(ctx, rec, more...)
+	if err != nil {
+		t.Decision = Decision{Rule: "journal", Code: rc.SystemMalfunction, Reason: "the journal is unavailable: never approve without a durable record"}
+		return s.decline(ctx, t), false
+	}
+	if ok {
+		t.Record = rec
+		return nil, true
+	}
+	prev, err := s.Journal.ByKey(ctx, rec.LocalDay, rec.MID, rec.TID, rec.Batch, rec.STAN, rec.MTI)
+	if err != nil || prev == nil {
+		t.Decision = Decision{Rule: "journal", Code: rc.SystemMalfunction, Reason: "journal unavailable"}
+		return s.decline(ctx, t), false
+	}
+	if !equalHash(prev.ReqHash, rec.ReqHash) {
+		t.Decision = Decision{Rule: "duplicate", Code: rc.Duplicate, Reason: fmt.Sprintf("batch %s STAN %s was already used today for a different request", rec.Batch, rec.STAN)}
+		s.logTxn(t, rc.Duplicate)
+		r := s.answer(t, rc.Duplicate)
+		return s.encode(t, &r, rc.Duplicate), false
+	}
+	if len(prev.Response) == 0 { // the original is still in flight (or its outcome was lost)
+		t.Decision = Decision{Rule: "duplicate", Code: "09", Reason: "the same request is still being processed"}
+		r := s.answer(t, "09")
+		return s.encode(t, &r, "09"), false
+	}
+	var r pos.FinancialResponse
+	if err := json.Unmarshal(prev.Response, &r); err != nil {
+		return nil, false
+	}
+	r.PAN = cardPAN(&t.Req) // never stored: the retransmission carries it
+	r.Head = t.Frame.Head().Reply(r.Head.MTI, pos.ProcNone)
+	s.Log.Info("retransmission answered from the journal", "tid", rec.TID, "stan", rec.STAN, "code", r.RespCode)
+	return s.encode(t, &r, r.RespCode), false
+}
+
+// storedResponse is a response as journaled: without the PAN.
+func storedResponse(r pos.FinancialResponse) json.RawMessage {
+	r.PAN = ""
+	b, _ := json.Marshal(r)
+	return b
+}
+
+// financial handles purchase, balance inquiry, void and refund: write-ahead, upstream, outcome.
+func (s *Switch) financial(ctx context.Context, t *Txn) []byte {
+	up := s.upstreamRequest(t)
+	reversible := t.Kind.Reversible
+	if resp, ok := s.journalRequest(ctx, t); !ok {
+		return resp
+	}
+	up.RRN = t.Record.RRN
+	if reversible { // prepare the reversal before anything goes upstream
+		rev := reversalOf(up)
+		if err := s.Journal.Commit(ctx, func(b *pgx.Batch) {
+			journal.MarkUpstreamOp(t.Record.ID)(b)
+			journal.PrepareReversalOp(t.Record.ID, s.sealReversal(rev))(b)
+			b.Queue("UPDATE txn SET up_trace=$2, up_time=$3 WHERE id=$1", t.Record.ID, up.Trace, up.Transmission)
+		}); err != nil {
+			return s.fail(ctx, t, rc.SystemMalfunction, "journal", "the journal is unavailable before going upstream")
+		}
+	}
+	if len(t.Req.PINBlock) > 0 {
+		zpb, err := s.Security.TranslatePIN(t.Keys.TPK, t.Req.PINBlock, cardPAN(&t.Req))
+		if err != nil {
+			return s.finish(ctx, t, journal.Declined, "99", "pin", "PIN block does not decrypt as format 0 under the terminal PIN key", nil)
+		}
+		up.PINBlock, up.SecCtl = zpb, "2600000000000000"
+	}
+	ans, err := s.Link.Send(up)
+	switch {
+	case errors.Is(err, issuerlink.ErrNoRoute):
+		var more []func(*pgx.Batch)
+		if reversible {
+			more = append(more, journal.DropReversalOp(t.Record.ID))
+		}
+		return s.finish(ctx, t, journal.Declined, rc.IssuerDown, "issuer-link", "no route to the issuer (link down)", nil, more...)
+	case err != nil:
+		var more []func(*pgx.Batch)
+		if reversible {
+			more = append(more, journal.ArmReversalOp(t.Record.ID))
+		}
+		return s.finish(ctx, t, journal.TimedOut, rc.IssuerTimeout, "issuer-timeout", "no answer from the issuer in time: automatic reversal queued", nil, more...)
+	}
+	state := byte(journal.Declined)
+	var more []func(*pgx.Batch)
+	if ans.RespCode == rc.Approved {
+		state = journal.Approved
+		switch t.Kind {
+		case pos.Void:
+			more = append(more, journal.SetStateOp(t.Orig.ID, journal.Voided))
+		case pos.Refund:
+			more = append(more, journal.AddRefundedOp(t.Orig.ID, t.Req.Amount))
+		}
+	} else if reversible {
+		more = append(more, journal.DropReversalOp(t.Record.ID))
+	}
+	return s.finish(ctx, t, state, ans.RespCode, "issuer", "issuer answered "+rc.Describe(ans.RespCode).English, ans, more...)
+}
+
+// finish makes the outcome durable, then builds the answer. If the outcome cannot be journaled
+// the terminal gets 96 and an approval is reversed.
+func (s *Switch) finish(ctx context.Context, t *Txn, state byte, code, rule, reason string, ans *upstream.Message, more ...func(*pgx.Batch)) []byte {
+	t.Decision = Decision{Rule: rule, Code: code, Reason: reason}
+	t.Trace = append(t.Trace, t.Decision)
+	r := s.answer(t, code)
+	r.RRN = t.Record.RRN
+	if ans != nil {
+		r.AuthCode = ans.AuthCode
+		if t.Kind == pos.BalanceInquiry && code == rc.Approved {
+			r.Balance = pos.Balance(ans.Amount)
+		}
+	}
+	r.Org = "CUP"
+	o := journal.Outcome{State: state, RespCode: code, Rule: rule, Reason: reason, AuthCode: r.AuthCode, Response: storedResponse(r), WentUpstream: ans != nil}
+	if ans != nil {
+		o.IssuerCode = ans.RespCode
+	}
+	if err := s.Journal.Finish(ctx, t.Record.ID, o, more...); err != nil {
+		s.Log.Error("outcome not journaled: answering 96", "id", t.Record.ID, "err", err)
+		if state == journal.Approved {
+			// best effort now; recovery arms it at the next start otherwise
+			_ = s.Journal.Commit(context.Background(), journal.ArmReversalOp(t.Record.ID))
+		}
+		code = rc.SystemMalfunction
+		r.RespCode, r.AuthCode = code, ""
+	}
+	s.logTxn(t, code)
+	return s.encode(t, &r, code)
+}
+
+func (s *Switch) fail(ctx context.Context, t *Txn, code, rule, reason string) []byte {
+	return s.finish(ctx, t, journal.Declined, code, rule, reason, nil)
+}
+
+// upstreamRequest maps a terminal request to the issuer dialect: F18 from the merchant, F32 the
+// acquiring institution, F43 the merchant name, no track 3, and the 双免 flag when eligible.
+func (s *Switch) upstreamRequest(t *Txn) *upstream.Message {
+	mti, _ := t.Frame.Msg.GetMTI()
+	trace, tm := s.Link.NextTrace()
+	m := &upstream.Message{MTI: mti, PAN: cardPAN(&t.Req), ProcCode: t.Req.ProcCode, Amount: t.Req.Amount, Transmission: tm, Trace: trace,
+		LocalTime: t.Now.Format("150405"), LocalDate: t.Now.Format("0102"), Expiry: t.Req.Expiry, MCC: t.Merchant.MCC,
+		EntryMode: t.Req.EntryMode, CardSeq: t.Req.CardSeq, Cond: t.Req.Cond, Acquirer: t.Merchant.Acquirer, Forwarder: t.Merchant.Acquirer,
+		Track2: t.Req.Track2, TID: t.Req.TID, MID: t.Req.MID, MerchantName: truncate(t.Merchant.NameEN, 40), Currency: t.Req.Currency,
+		ICC: t.Req.ICC, Private: upstream.Private60("0000", qps(t))}
+	if t.Kind == pos.BalanceInquiry {
+		m.ProcCode, m.Amount = upstream.ProcBalance, 0
+	}
+	if t.Orig != nil {
+		m.Original = upstream.Original90("0200", t.Orig.STAN, "", t.Merchant.Acquirer, t.Merchant.Acquirer)
+		if o, err := s.Journal.UpstreamKey(context.Background(), t.Orig.ID); err == nil {
+			m.Original = upstream.Original90("0200", o[0], o[1], t.Merchant.Acquirer, t.Merchant.Acquirer)
+		}
+	}
+	return m
+}
+
+// reversalOf is the 0420 that undoes an upstream request: no track, PIN or ICC script data.
+func reversalOf(up *upstream.Message) *upstream.Message {
+	r := *up
+	r.MTI = "0420"
+	r.Track2, r.PINBlock, r.SecCtl, r.PINMaxLen, r.ICC = "", nil, "", "", nil
+	r.RespCode = "98"
+	r.Private = upstream.Private60("4351", upstream.QPS(up.Private))
+	r.Original = upstream.Original90(up.MTI, up.Trace, up.Transmission, up.Acquirer, up.Forwarder)
+	return &r
+}
+
+func (s *Switch) sealReversal(m *upstream.Message) []byte {
+	b, _ := json.Marshal(m)
+	return s.Journal.Vault.Seal(b)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

@@ -1,0 +1,146 @@
+package posswitch
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	rc "github.com/shoudan/shoudan/responsecodes"
+	"github.com/shoudan/shoudan/spec/keys"
+	"github.com/shoudan/shoudan/spec/pos"
+	"github.com/shoudan/shoudan/switch/journal"
+)
+
+// signOn issues fresh working keys under the TMK and opens a new batch.
+func (s *Switch) signOn(ctx context.Context, t *Txn) []byte {
+	r := s.answer(t, rc.Approved)
+	wk, err := s.Security.NewWorkingKeys(t.F60.NMI)
+	var block []byte
+	if err == nil {
+		block, err = keys.KeyBlock(t.Terminal.TMK, t.F60.NMI, wk)
+	}
+	if err != nil {
+		r.RespCode = rc.SystemMalfunction
+		return s.encode(t, &pos.SignOnResponse{Answer: r.Answer}, r.RespCode)
+	}
+	batch := "000001"
+	if st, err := s.Journal.TerminalState(ctx, t.Req.MID, t.Req.TID); err == nil && st != nil {
+		batch = nextBatch(st.Batch)
+	}
+	if err := s.Journal.Commit(ctx, journal.SignOnOp(t.Req.MID, t.Req.TID, batch, s.Security.SealKeys(wk))); err != nil {
+		r.RespCode = rc.SystemMalfunction
+		return s.encode(t, &pos.SignOnResponse{Answer: r.Answer}, r.RespCode)
+	}
+	f60 := t.F60
+	f60.Batch = batch
+	r.Custom = f60.String()
+	s.Log.Info("sign-on", "tid", t.Req.TID, "mid", t.Req.MID, "batch", batch, "layout", t.F60.NMI)
+	return s.encode(t, &pos.SignOnResponse{Answer: r.Answer, Keys: block}, rc.Approved)
+}
+
+func nextBatch(b string) string {
+	var n int
+	fmt.Sscanf(b, "%d", &n)
+	return fmt.Sprintf("%06d", n%999999+1)
+}
+
+// management answers sign-off, echo and batch upload.
+func (s *Switch) management(ctx context.Context, t *Txn) []byte {
+	r := s.answer(t, rc.Approved)
+	if t.Kind == pos.SignOff {
+		if err := s.Journal.Commit(ctx, journal.SignOffOp(t.Req.MID, t.Req.TID)); err != nil {
+			r.RespCode = rc.SystemMalfunction
+		}
+	}
+	if t.Kind == pos.BatchUpload {
+		return s.encode(t, &pos.BatchUploadResponse{Answer: r.Answer, Detail: t.Req.Detail}, r.RespCode)
+	}
+	return s.encode(t, &pos.ManagementResponse{Answer: r.Answer}, r.RespCode)
+}
+
+// status answers the last-transaction query from the journal.
+func (s *Switch) status(ctx context.Context, t *Txn) []byte {
+	r := s.answer(t, rc.Approved)
+	r.PAN, r.Amount, r.SettleDate, r.IDs, r.Currency = "", 0, "", "", ""
+	var batch, stan string
+	if t.Req.Original != "" {
+		if f61, err := pos.ParseF61(t.Req.Original); err == nil {
+			batch, stan = f61.Batch, f61.STAN
+		}
+	}
+	o, err := s.Journal.Last(ctx, t.Req.MID, t.Req.TID, batch, stan)
+	switch {
+	case err != nil:
+		r.RespCode = rc.SystemMalfunction
+	case o == nil:
+		r.RespCode = rc.NoOriginal
+	default:
+		r.Amount, r.RRN, r.AuthCode = o.Amount, o.RRN, o.AuthCode
+		r.LocalTime, r.LocalDate = o.CreatedAt.In(t.Now.Location()).Format("150405"), o.CreatedAt.In(t.Now.Location()).Format("0102")
+		r.Original = pos.F61{Batch: o.Batch, STAN: o.STAN, Date: o.LocalDay.Format("0102")}.String()
+		r.Record = pos.StatusRecord{RespCode: o.RespCode, MTI: o.MTI, ProcCode: o.ProcCode, Type: o.Type, EntryMode: o.EntryMode, State: o.State}.Bytes()
+	}
+	s.logTxn(t, r.RespCode)
+	return s.encode(t, &r, r.RespCode)
+}
+
+// settle reconciles the terminal's totals against the journal.
+func (s *Switch) settle(ctx context.Context, t *Txn) []byte {
+	r := s.answer(t, rc.Approved)
+	term, err := pos.ParseSettlement48(t.Req.Detail)
+	if err != nil {
+		r.RespCode = rc.FormatError
+		return s.encode(t, &pos.SettlementResponse{Answer: r.Answer}, r.RespCode)
+	}
+	tot, err := s.Journal.Totals(ctx, t.Req.MID, t.Req.TID, t.F60.Batch)
+	if err != nil {
+		r.RespCode = rc.SystemMalfunction
+		return s.encode(t, &pos.SettlementResponse{Answer: r.Answer}, r.RespCode)
+	}
+	mine := pos.Totals{DebitAmount: tot.DebitAmount, DebitCount: tot.DebitCount, CreditAmount: tot.CreditAmount, CreditCount: tot.CreditCount}
+	out := pos.Settlement48{Domestic: mine, Foreign: term.Foreign}
+	out.Domestic.Reconcile = '1'
+	if mine.DebitAmount != term.Domestic.DebitAmount || mine.DebitCount != term.Domestic.DebitCount ||
+		mine.CreditAmount != term.Domestic.CreditAmount || mine.CreditCount != term.Domestic.CreditCount {
+		out.Domestic.Reconcile = '2'
+	}
+	out.Foreign.Reconcile = '1'
+	s.Log.Info("settlement", "tid", t.Req.TID, "batch", t.F60.Batch, "balanced", out.Domestic.Reconcile == '1')
+	return s.encode(t, &pos.SettlementResponse{Answer: r.Answer, Totals: out.String(), Currency: t.Req.Currency}, rc.Approved)
+}
+
+// reversal answers 00 unless the amount differs from the original (25); an approved original
+// that went upstream is reversed upstream exactly once (its prepared reversal is armed).
+func (s *Switch) reversal(ctx context.Context, t *Txn) []byte {
+	o, err := s.Journal.ForReversal(ctx, day(t.Now), t.Req.MID, t.Req.TID, t.Req.STAN)
+	if err != nil {
+		return s.declineNow(t, rc.SystemMalfunction, "journal", "journal unavailable")
+	}
+	if o != nil && o.Amount != t.Req.Amount {
+		return s.declineNow(t, rc.NoOriginal, "reversal-amount", fmt.Sprintf("reversal amount %d differs from the original's %d", t.Req.Amount, o.Amount))
+	}
+	t.Orig = o
+	var more []func(*pgx.Batch)
+	if o != nil && o.State != journal.Reversed && o.State != journal.Declined {
+		more = append(more, journal.SetStateOp(o.ID, journal.Reversed))
+		if o.WentUpstream {
+			more = append(more, journal.ArmReversalOp(o.ID))
+		}
+	}
+	t.Decision = Decision{Rule: "reversal", Code: rc.Approved, Reason: "reversal accepted"}
+	if o == nil {
+		t.Decision.Reason = "nothing to reverse: accepted so the terminal can clear its pending reversal"
+	}
+	resp, ok := s.journalRequest(ctx, t, more...)
+	if !ok {
+		return resp
+	}
+	return s.finish(ctx, t, journal.Approved, rc.Approved, t.Decision.Rule, t.Decision.Reason, nil)
+}
+
+func (s *Switch) declineNow(t *Txn, code, rule, reason string) []byte {
+	t.Decision = Decision{Rule: rule, Code: code, Reason: reason}
+	s.logTxn(t, code)
+	r := s.answer(t, code)
+	return s.encode(t, &r, code)
+}

@@ -1,0 +1,108 @@
+package posswitch
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+
+	rc "github.com/shoudan/shoudan/responsecodes"
+	"github.com/shoudan/shoudan/spec/keys"
+	"github.com/shoudan/shoudan/spec/pos"
+	"github.com/shoudan/shoudan/terminals"
+)
+
+// 1: the frame decoded (the listener answers 30 for frames that did not); here: a known
+// transaction with its mandatory fields.
+func checkFrame(_ context.Context, _ *Switch, t *Txn) (string, string) {
+	k, err := pos.Identify(t.Frame)
+	if err != nil {
+		return rc.FormatError, err.Error()
+	}
+	t.Kind = k
+	if err := t.Frame.Msg.Unmarshal(&t.Req); err != nil {
+		return rc.FormatError, "fields do not fit their types: " + err.Error()
+	}
+	t.F60, _ = pos.ParseF60(t.Req.Custom)
+	return "", ""
+}
+
+// 2: TID + MID registered in this listener's environment.
+func checkTerminal(_ context.Context, _ *Switch, t *Txn) (string, string) {
+	term := t.Reg.Terminal(t.Req.TID, t.Req.MID)
+	if term == nil {
+		return rc.UnknownTerminal, fmt.Sprintf("terminal %s of merchant %s is not registered", t.Req.TID, t.Req.MID)
+	}
+	if term.Env != t.Env {
+		return rc.UnknownTerminal, fmt.Sprintf("terminal %s is registered in %s but arrived on the %s listener", t.Req.TID, term.Env, t.Env)
+	}
+	t.Terminal, t.Merchant = term, t.Reg.Merchant(term.MID)
+	return "", ""
+}
+
+// 3: financial messages need a current sign-on and batch (reversals: sign-on only, any batch).
+func checkSignedOn(ctx context.Context, s *Switch, t *Txn) (string, string) {
+	if !t.Kind.Financial {
+		return "", ""
+	}
+	st, err := s.Journal.TerminalState(ctx, t.Req.MID, t.Req.TID)
+	if err != nil {
+		return rc.SystemMalfunction, "journal unavailable: " + err.Error()
+	}
+	if st == nil || len(st.KeysEnc) == 0 || (!st.SignedOn && t.Kind != pos.Reversal) {
+		return rc.SignOnAgain, "terminal has no current sign-on"
+	}
+	t.State = st
+	wk, err := s.Security.OpenKeys(st.KeysEnc)
+	if err != nil {
+		return rc.SystemMalfunction, "working keys unreadable"
+	}
+	t.Keys = wk
+	if t.Kind != pos.Reversal && t.F60.Batch != st.Batch {
+		return rc.SignOnAgain, fmt.Sprintf("batch 60.2 %s is not the terminal's current batch %s", t.F60.Batch, st.Batch)
+	}
+	return "", ""
+}
+
+// 4: the MAC verifies over the bytes as received.
+func checkMAC(_ context.Context, _ *Switch, t *Txn) (string, string) {
+	if !t.Kind.MAC {
+		return "", ""
+	}
+	ok, err := keys.VerifyMAC(t.Keys.TAK, t.Frame.MAB(), t.Frame.MAC())
+	if err != nil || !ok {
+		return rc.MACFailed, "field 64 does not verify under the terminal's MAC key"
+	}
+	return "", ""
+}
+
+// 5: device compliance (not asked of reversals).
+func checkDevice(_ context.Context, _ *Switch, t *Txn) (string, string) {
+	if !t.Kind.Financial || t.Kind == pos.Reversal {
+		return "", ""
+	}
+	d, err := pos.ParseDevice(t.Req.Device)
+	if errors.Is(err, pos.ErrNoDevice) || (err == nil && (d.Serial == "" || d.Version == "")) {
+		return rc.Violation, "field 59 lacks device information A2 with serial number (02) and SDK version (05)"
+	}
+	if err != nil {
+		return rc.Violation, err.Error()
+	}
+	if d.Serial != t.Terminal.Serial {
+		return rc.Violation, fmt.Sprintf("device serial number %q does not match the registered %q", d.Serial, t.Terminal.Serial)
+	}
+	v, err := terminals.ParseVersion(d.Version)
+	if err != nil {
+		return rc.Violation, "SDK " + err.Error()
+	}
+	if v.Less(t.Reg.Rules.MinSDK) {
+		return rc.Violation, fmt.Sprintf("SDK version %s is older than the required %s", v, t.Reg.Rules.MinSDK)
+	}
+	if d.Random != "" || d.CheckValue != "" {
+		want, err := keys.MAC(t.Keys.TAK, []byte(d.Serial+d.Random))
+		if err != nil || subtle.ConstantTimeCompare(want[:], []byte(d.CheckValue)) != 1 {
+			return rc.Violation, "serial-number check value (A2 tag 04) is wrong"
+		}
+	}
+	return "", ""
+}
