@@ -54,9 +54,9 @@ var Steps = []Step{
 	{"device", checkDevice},            // 5  → 93
 	{"merchant-trading", checkTrading}, // 6  → 96
 	{"merchant-english-name", checkEnglishName},
-	{"mcc-matches", checkMCC},          // 8  → 03
-	{"cash-mcc", checkCashMCC},         // 9  → 95
-	{"qps-enabled", checkQPSEnabled},   // 10 → 95
+	{"mcc-matches", checkMCC},            // 8  → 03
+	{"cash-mcc", checkCashMCC},           // 9  → 95
+	{"qps-enabled", checkQPSEnabled},     // 10 → 95
 	{"qps-whitelist", checkQPSWhitelist}, // 11 → 03
 	{"qps-limit", checkQPSLimit},         // 12 → 55
 	// 13 (duplicate) is the journal's unique key: see journalRequest

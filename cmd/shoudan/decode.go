@@ -71,4 +71,3 @@ func decodeOne(w io.Writer, h string, asJSON bool) error {
 	_, err = fmt.Fprintln(w)
 	return err
 }
-

@@ -30,8 +30,8 @@ type Auth struct {
 	State     string // approved, voided, reversed
 	AuthCode  string
 	Of        string // a void: the key of the purchase it voided
-	Reversals int // reversal requests that changed the ledger: never more than 1
-	Repeats   int // reversal requests answered idempotently
+	Reversals int    // reversal requests that changed the ledger: never more than 1
+	Repeats   int    // reversal requests answered idempotently
 }
 
 // Ledger is the issuer's books.

@@ -132,7 +132,9 @@ func OriginalKey(f90 string) string {
 }
 
 // Key identifies a request the way F90 will later refer to it.
-func Key(m *Message) string { return OriginalKey(Original90(m.MTI, m.Trace, m.Transmission, m.Acquirer, "")) }
+func Key(m *Message) string {
+	return OriginalKey(Original90(m.MTI, m.Trace, m.Transmission, m.Acquirer, ""))
+}
 
 // Marshal builds a message from a typed struct.
 func Marshal(m *Message) (*iso8583.Message, error) {

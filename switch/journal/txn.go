@@ -181,7 +181,9 @@ func (j *Journal) ByKey(ctx context.Context, day time.Time, mid, tid, batch, sta
 func (j *Journal) ByID(ctx context.Context, id int64) (*Txn, error) { return j.one(ctx, "id=$1", id) }
 
 // ByRRN finds a transaction by RRN.
-func (j *Journal) ByRRN(ctx context.Context, rrn string) (*Txn, error) { return j.one(ctx, "rrn=$1", rrn) }
+func (j *Journal) ByRRN(ctx context.Context, rrn string) (*Txn, error) {
+	return j.one(ctx, "rrn=$1", rrn)
+}
 
 // Original finds the financial request (0200 purchase or void) a void or reversal refers to:
 // same MID and TID, batch and STAN, on day.
