@@ -327,10 +327,7 @@ func (s *Switch) upstreamRequest(t *Txn) *upstream.Message {
 		m.ProcCode, m.Amount = upstream.ProcBalance, 0
 	}
 	if t.Orig != nil {
-		m.Original = upstream.Original90("0200", t.Orig.STAN, "", t.Merchant.Acquirer, t.Merchant.Acquirer)
-		if o, err := s.Journal.UpstreamKey(context.Background(), t.Orig.ID); err == nil {
-			m.Original = upstream.Original90("0200", o[0], o[1], t.Merchant.Acquirer, t.Merchant.Acquirer)
-		}
+		m.Original = upstream.Original90("0200", t.Orig.UpTrace, t.Orig.UpTime, t.Merchant.Acquirer, t.Merchant.Acquirer)
 	}
 	return m
 }

@@ -120,18 +120,5 @@ func (j *Journal) SAFStats(ctx context.Context) (depth int, oldest time.Duration
 // InFlight lists transactions left pending at the issuer (a crash between going upstream and
 // recording the outcome): recovery marks them timed out and arms their prepared reversals.
 func (j *Journal) InFlight(ctx context.Context, olderThan time.Duration) ([]*Txn, error) {
-	rows, err := j.Pool.Query(ctx, "SELECT "+txnColumns+" FROM txn WHERE state='P' AND went_upstream AND updated_at < now() - $1::interval", olderThan.String())
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	defer rows.Close()
-	var out []*Txn
-	for rows.Next() {
-		t, err := scanTxn(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return j.many(ctx, "SELECT "+txnColumns+" FROM txn WHERE state='P' AND went_upstream AND updated_at < now() - $1::interval", olderThan.String())
 }

@@ -43,6 +43,8 @@ type Txn struct {
 	AuthCode     string
 	RespCode     string
 	IssuerCode   string
+	UpTrace      string // upstream F11 and F7 the transaction went out with (F90 of voids)
+	UpTime       string
 	State        byte
 	WentUpstream bool
 	Rule, Reason string
@@ -53,7 +55,7 @@ type Txn struct {
 }
 
 const txnColumns = `id, created_at, local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount,
-	entry_mode, type_code, pan_masked, pan_hash, card_org, mcc, rrn, auth_code, resp_code, issuer_code, state,
+	entry_mode, type_code, pan_masked, pan_hash, card_org, mcc, rrn, auth_code, resp_code, issuer_code, up_trace, up_time, state,
 	went_upstream, rule, reason, req_hash, response, orig_id, refunded`
 
 func scanTxn(row pgx.Row) (*Txn, error) {
@@ -61,7 +63,7 @@ func scanTxn(row pgx.Row) (*Txn, error) {
 	var state string
 	err := row.Scan(&t.ID, &t.CreatedAt, &t.LocalDay, &t.SettleDate, &t.Env, &t.MID, &t.TID, &t.Batch, &t.STAN, &t.MTI, &t.Kind,
 		&t.ProcCode, &t.Amount, &t.EntryMode, &t.Type, &t.PANMasked, &t.PANHash, &t.CardOrg, &t.MCC, &t.RRN, &t.AuthCode,
-		&t.RespCode, &t.IssuerCode, &state, &t.WentUpstream, &t.Rule, &t.Reason, &t.ReqHash, &t.Response, &t.OrigID, &t.Refunded)
+		&t.RespCode, &t.IssuerCode, &t.UpTrace, &t.UpTime, &state, &t.WentUpstream, &t.Rule, &t.Reason, &t.ReqHash, &t.Response, &t.OrigID, &t.Refunded)
 	if err != nil {
 		return nil, err
 	}
@@ -273,6 +275,11 @@ func (j *Journal) List(ctx context.Context, f Filter) ([]*Txn, error) {
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
+	return j.many(ctx, q, args...)
+}
+
+// many runs a query over txn rows.
+func (j *Journal) many(ctx context.Context, q string, args ...any) ([]*Txn, error) {
 	rows, err := j.Pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -287,11 +294,4 @@ func (j *Journal) List(ctx context.Context, f Filter) ([]*Txn, error) {
 		out = append(out, t)
 	}
 	return out, rows.Err()
-}
-
-// UpstreamKey returns the upstream trace and transmission time a transaction went out with.
-func (j *Journal) UpstreamKey(ctx context.Context, id int64) ([2]string, error) {
-	var k [2]string
-	err := j.Pool.QueryRow(ctx, "SELECT up_trace, up_time FROM txn WHERE id=$1", id).Scan(&k[0], &k[1])
-	return k, err
 }
