@@ -95,13 +95,14 @@ func (l *Link) Send(req *upstream.Message) (*upstream.Message, error) {
 	}
 	m, err := upstream.Marshal(req)
 	if err != nil {
-		return nil, err
+		// nothing was sent: the request cannot be expressed upstream
+		return nil, fmt.Errorf("%w: request does not marshal: %v", ErrNoRoute, err)
 	}
 	resp, err := c.Send(m, connection.SendTimeout(l.Timeout))
 	switch {
 	case errors.Is(err, connection.ErrSendTimeout), errors.Is(err, connection.ErrConnectionClosed):
 		// written or maybe written: the outcome is unknown, so it is a timeout (reverse it)
-		return nil, ErrTimeout
+		return nil, fmt.Errorf("%w: %v", ErrTimeout, err)
 	case err != nil:
 		return nil, fmt.Errorf("%w: %v", ErrNoRoute, err)
 	}

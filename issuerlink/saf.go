@@ -33,6 +33,8 @@ type Forwarder struct {
 	Log        *slog.Logger
 	Every      time.Duration
 	MaxBackoff time.Duration
+	// Result, when set, hears of every attempt: acknowledged or to be retried.
+	Result func(acked bool)
 }
 
 // Run delivers until ctx ends.
@@ -68,6 +70,9 @@ func (f *Forwarder) deliver(ctx context.Context, r Reversal) {
 		if err := f.Queue.Ack(ctx, r.ID); err != nil {
 			f.Log.Error("reversal acknowledged but not recorded; it will be repeated", "id", r.ID, "err", err)
 		}
+		if f.Result != nil {
+			f.Result(true)
+		}
 		f.Log.Info("reversal delivered", "id", r.ID, "mti", m.MTI, "pan", spec.MaskPAN(m.PAN), "amount", m.Amount, "issuer_code", resp.RespCode)
 		return
 	}
@@ -76,6 +81,9 @@ func (f *Forwarder) deliver(ctx context.Context, r Reversal) {
 		why = err.Error()
 	} else {
 		why = "issuer answered " + resp.RespCode
+	}
+	if f.Result != nil {
+		f.Result(false)
 	}
 	backoff := min(f.MaxBackoff, time.Duration(1<<min(r.Attempts, 10))*200*time.Millisecond)
 	_ = f.Queue.Retry(ctx, r.ID, backoff, why)

@@ -16,6 +16,7 @@ import (
 	"github.com/shoudan/shoudan/spec/pos"
 	"github.com/shoudan/shoudan/spec/upstream"
 	"github.com/shoudan/shoudan/switch/journal"
+	"github.com/shoudan/shoudan/switch/metrics"
 	"github.com/shoudan/shoudan/terminals"
 )
 
@@ -33,6 +34,12 @@ type Switch struct {
 // nothing can be answered.
 func (s *Switch) Handle(ctx context.Context, env terminals.Environment, f *pos.Frame) []byte {
 	t := &Txn{Env: env, Now: s.Now(), Frame: f, Reg: s.Registry.Get()}
+	resp := s.route(ctx, t)
+	s.observe(t)
+	return resp
+}
+
+func (s *Switch) route(ctx context.Context, t *Txn) []byte {
 	if !s.decide(ctx, t) {
 		return s.decline(ctx, t)
 	}
@@ -97,6 +104,7 @@ func (s *Switch) answer(t *Txn, code string) pos.FinancialResponse {
 
 // encode packs a response, with a MAC when the kind is MAC-protected and the code is 00.
 func (s *Switch) encode(t *Txn, v any, code string) []byte {
+	t.Code = code
 	m, err := pos.Marshal(v)
 	if err != nil {
 		s.Log.Error("response does not marshal", "err", err)
@@ -124,7 +132,6 @@ func (s *Switch) decline(ctx context.Context, t *Txn) []byte {
 			s.Log.Warn("decline not journaled", "err", err)
 		}
 	}
-	s.logTxn(t, code)
 	if t.Kind != nil && (t.Kind == pos.SignOn || !t.Kind.Financial) {
 		r := s.answer(t, code)
 		return s.encode(t, &pos.ManagementResponse{Answer: r.Answer}, code)
@@ -133,13 +140,28 @@ func (s *Switch) decline(ctx context.Context, t *Txn) []byte {
 	return s.encode(t, &r, code)
 }
 
-func (s *Switch) logTxn(t *Txn, code string) {
+// observe writes the transaction's one log line (masked) and counts it.
+func (s *Switch) observe(t *Txn) {
 	kind := "unknown"
 	if t.Kind != nil {
 		kind = t.Kind.Name
 	}
-	s.Log.Info("txn", "kind", kind, "tid", t.Req.TID, "mid", t.Req.MID, "stan", t.Req.STAN, "pan", spec.MaskPAN(cardPAN(&t.Req)),
-		"amount", t.Req.Amount, "code", code, "rule", t.Decision.Rule, "reason", t.Decision.Reason)
+	rule := t.Decision.Rule
+	if rule == "acquirer-checks" {
+		rule = "approved-path"
+	}
+	metrics.Transactions.WithLabelValues(kind, t.Code).Inc()
+	metrics.RuleHits.WithLabelValues(rule, t.Code).Inc()
+	attrs := []any{"kind", kind, "tid", t.Req.TID, "mid", t.Req.MID, "stan", t.Req.STAN, "batch", t.F60.Batch, "code", t.Code,
+		"rule", t.Decision.Rule, "reason", t.Decision.Reason}
+	if t.Kind != nil && t.Kind.Financial {
+		attrs = append(attrs, "pan", spec.MaskPAN(cardPAN(&t.Req)), "amount", t.Req.Amount, "entry", t.Req.EntryMode)
+	}
+	if t.Record != nil {
+		attrs = append(attrs, "rrn", t.Record.RRN)
+	}
+	attrs = append(attrs, "ms", float64(time.Since(t.Now).Microseconds())/1000)
+	s.Log.Info("txn", attrs...)
 }
 
 // cardPAN is the PAN from F2 or track 2.
@@ -196,7 +218,6 @@ func (s *Switch) journalRequest(ctx context.Context, t *Txn, more ...func(*pgx.B
 	}
 	if !equalHash(prev.ReqHash, rec.ReqHash) {
 		t.Decision = Decision{Rule: "duplicate", Code: rc.Duplicate, Reason: fmt.Sprintf("batch %s STAN %s was already used today for a different request", rec.Batch, rec.STAN)}
-		s.logTxn(t, rc.Duplicate)
 		r := s.answer(t, rc.Duplicate)
 		return s.encode(t, &r, rc.Duplicate), false
 	}
@@ -247,15 +268,19 @@ func (s *Switch) financial(ctx context.Context, t *Txn) []byte {
 		}
 		up.PINBlock, up.SecCtl = zpb, "2600000000000000"
 	}
+	sent := time.Now()
 	ans, err := s.Link.Send(up)
+	s.observeIssuer(sent, err)
 	switch {
 	case errors.Is(err, issuerlink.ErrNoRoute):
+		s.Log.Warn("issuer link: no route", "err", err.Error())
 		var more []func(*pgx.Batch)
 		if reversible {
 			more = append(more, journal.DropReversalOp(t.Record.ID))
 		}
 		return s.finish(ctx, t, journal.Declined, rc.IssuerDown, "issuer-link", "no route to the issuer (link down)", nil, more...)
 	case err != nil:
+		s.Log.Warn("issuer link: no answer", "err", err.Error(), "trace", up.Trace)
 		var more []func(*pgx.Batch)
 		if reversible {
 			more = append(more, journal.ArmReversalOp(t.Record.ID))
@@ -305,7 +330,6 @@ func (s *Switch) finish(ctx context.Context, t *Txn, state byte, code, rule, rea
 		code = rc.SystemMalfunction
 		r.RespCode, r.AuthCode = code, ""
 	}
-	s.logTxn(t, code)
 	return s.encode(t, &r, code)
 }
 
@@ -321,7 +345,7 @@ func (s *Switch) upstreamRequest(t *Txn) *upstream.Message {
 	m := &upstream.Message{MTI: mti, PAN: cardPAN(&t.Req), ProcCode: t.Req.ProcCode, Amount: t.Req.Amount, Transmission: tm, Trace: trace,
 		LocalTime: t.Now.Format("150405"), LocalDate: t.Now.Format("0102"), Expiry: t.Req.Expiry, MCC: t.Merchant.MCC,
 		EntryMode: t.Req.EntryMode, CardSeq: t.Req.CardSeq, Cond: t.Req.Cond, Acquirer: t.Merchant.Acquirer, Forwarder: t.Merchant.Acquirer,
-		Track2: t.Req.Track2, TID: t.Req.TID, MID: t.Req.MID, MerchantName: truncate(t.Merchant.NameEN, 40), Currency: t.Req.Currency,
+		Track2: t.Req.Track2, TID: t.Req.TID, MID: t.Req.MID, MerchantName: fmt.Sprintf("%-40.40s", t.Merchant.NameEN), Currency: t.Req.Currency,
 		ICC: t.Req.ICC, Private: upstream.Private60("0000", qps(t))}
 	if t.Kind == pos.BalanceInquiry {
 		m.ProcCode, m.Amount = upstream.ProcBalance, 0
@@ -353,4 +377,15 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+func (s *Switch) observeIssuer(sent time.Time, err error) {
+	outcome := "answered"
+	switch {
+	case errors.Is(err, issuerlink.ErrNoRoute):
+		outcome = "no_route"
+	case err != nil:
+		outcome = "timeout"
+	}
+	metrics.IssuerLatency.WithLabelValues(outcome).Observe(time.Since(sent).Seconds())
 }

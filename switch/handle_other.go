@@ -80,7 +80,6 @@ func (s *Switch) status(ctx context.Context, t *Txn) []byte {
 		r.Original = pos.F61{Batch: o.Batch, STAN: o.STAN, Date: o.LocalDay.Format("0102")}.String()
 		r.Record = pos.StatusRecord{RespCode: o.RespCode, MTI: o.MTI, ProcCode: o.ProcCode, Type: o.Type, EntryMode: o.EntryMode, State: o.State}.Bytes()
 	}
-	s.logTxn(t, r.RespCode)
 	return s.encode(t, &r, r.RespCode)
 }
 
@@ -112,7 +111,7 @@ func (s *Switch) settle(ctx context.Context, t *Txn) []byte {
 // reversal answers 00 unless the amount differs from the original (25); an approved original
 // that went upstream is reversed upstream exactly once (its prepared reversal is armed).
 func (s *Switch) reversal(ctx context.Context, t *Txn) []byte {
-	o, err := s.Journal.ForReversal(ctx, day(t.Now), t.Req.MID, t.Req.TID, t.Req.STAN)
+	o, err := s.Journal.ForReversal(ctx, day(t.Now), t.Req.MID, t.Req.TID, t.F60.Batch, t.Req.STAN)
 	if err != nil {
 		return s.declineNow(t, rc.SystemMalfunction, "journal", "journal unavailable")
 	}
@@ -140,7 +139,6 @@ func (s *Switch) reversal(ctx context.Context, t *Txn) []byte {
 
 func (s *Switch) declineNow(t *Txn, code, rule, reason string) []byte {
 	t.Decision = Decision{Rule: rule, Code: code, Reason: reason}
-	s.logTxn(t, code)
 	r := s.answer(t, code)
 	return s.encode(t, &r, code)
 }

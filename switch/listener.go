@@ -10,6 +10,7 @@ import (
 	"github.com/moov-io/iso8583"
 	connection "github.com/moov-io/iso8583-connection"
 	"github.com/shoudan/shoudan/spec/pos"
+	"github.com/shoudan/shoudan/switch/metrics"
 	"github.com/shoudan/shoudan/terminals"
 )
 
@@ -22,6 +23,7 @@ type ListenerConfig struct {
 	IdleTimeout    time.Duration // a socket with no complete message for this long is closed
 	WriteTimeout   time.Duration // every write gets this deadline (the library wedges without one)
 	RequestTimeout time.Duration // budget for one transaction
+	Capture        string        // directory for captured QA fixtures ("" = off; never on production)
 }
 
 // Listener accepts terminals with its own accept loop (the library's server stops accepting on
@@ -107,8 +109,11 @@ func (l *Listener) serve(nc net.Conn) {
 		return
 	}
 	l.conns.Store(c, struct{}{})
+	gauge := metrics.ConnectedTerminals.WithLabelValues(string(l.Cfg.Env))
+	gauge.Inc()
 	go func() {
 		<-c.Done()
+		gauge.Dec()
 		l.conns.Delete(c)
 		<-l.slots
 	}()
@@ -117,8 +122,10 @@ func (l *Listener) serve(nc net.Conn) {
 func (l *Listener) handle(c *connection.Connection, m *iso8583.Message) {
 	l.wg.Add(1)
 	defer l.wg.Done()
+	start := time.Now()
 	f, err := pos.FrameOf(m)
 	if err != nil {
+		metrics.FormatErrors.Inc()
 		hf := m.GetField(0).(*pos.HeadField)
 		if b := l.Switch.FormatError(hf.Raw, hf.ClaimedMTI, err); b != nil {
 			_, _ = c.Write(pos.WithLen(b))
@@ -133,9 +140,11 @@ func (l *Listener) handle(c *connection.Connection, m *iso8583.Message) {
 	defer mu.(*sync.Mutex).Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), l.Cfg.RequestTimeout)
 	defer cancel()
-	if b := l.Switch.Handle(ctx, l.Cfg.Env, f); b != nil {
+	b := l.Switch.Handle(ctx, l.Cfg.Env, f)
+	if b != nil {
 		_, _ = c.Write(pos.WithLen(b))
 	}
+	metrics.TerminalLatency.WithLabelValues(kindOf(f)).Observe(time.Since(start).Seconds())
 }
 
 // Close stops accepting, lets running transactions finish (until ctx ends), then closes every
@@ -149,4 +158,11 @@ func (l *Listener) Close(ctx context.Context) {
 	case <-ctx.Done():
 	}
 	l.conns.Range(func(k, _ any) bool { k.(*connection.Connection).Close(); return true })
+}
+
+func kindOf(f *pos.Frame) string {
+	if k, err := pos.Identify(f); err == nil {
+		return k.Name
+	}
+	return "unknown"
 }

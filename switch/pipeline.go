@@ -29,6 +29,7 @@ type Txn struct {
 	Orig     *journal.Txn // the original of a void, refund or reversal
 	Record   *journal.Txn // the journal row
 	Decision Decision
+	Code     string     // the response code answered
 	Trace    []Decision // every step that ran and what it found
 }
 

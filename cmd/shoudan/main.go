@@ -12,72 +12,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/shoudan/shoudan/issuerlink"
 	"github.com/shoudan/shoudan/issuerlink/sim"
-	posswitch "github.com/shoudan/shoudan/switch"
-	"github.com/shoudan/shoudan/switch/journal"
-	"github.com/shoudan/shoudan/switch/journal/pginstance"
+	"github.com/shoudan/shoudan/switch/app"
 	"github.com/shoudan/shoudan/terminals"
 	"github.com/spf13/cobra"
-	"gopkg.in/yaml.v3"
 )
-
-//go:embed demo.yaml
-var demoConfig []byte
-
-// Config is the YAML config file (terminals, rules and whitelist are read by package terminals).
-type Config struct {
-	Listeners []struct {
-		Addr string `yaml:"addr"`
-		Env  string `yaml:"env"`
-	} `yaml:"listeners"`
-	Database struct {
-		URL string `yaml:"url"`
-	} `yaml:"database"`
-	DataDir string `yaml:"data_dir"`
-	Issuer  struct {
-		Addrs   []string      `yaml:"addrs"`
-		Timeout time.Duration `yaml:"timeout"`
-		ZoneKey string        `yaml:"zone_key"`
-		Sim     sim.Config    `yaml:"sim"`
-	} `yaml:"issuer"`
-}
-
-func loadConfig(path string) (*Config, *terminals.Registry, error) {
-	src := demoConfig
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, nil, err
-		}
-		src = b
-	}
-	var node yaml.Node
-	if err := yaml.Unmarshal(src, &node); err != nil {
-		return nil, nil, err
-	}
-	var c Config
-	if err := node.Decode(&c); err != nil {
-		return nil, nil, err
-	}
-	reg, err := terminals.Parse(&node)
-	if err != nil {
-		return nil, nil, err
-	}
-	if v := os.Getenv("SHOUDAN_DATABASE_URL"); v != "" {
-		c.Database.URL = v
-	}
-	if v := os.Getenv("SHOUDAN_DATA_DIR"); v != "" {
-		c.DataDir = v
-	}
-	if c.DataDir == "" {
-		c.DataDir = "./data"
-	}
-	if c.Issuer.Timeout == 0 {
-		c.Issuer.Timeout = 3 * time.Second
-	}
-	return &c, reg, nil
-}
 
 func main() {
 	root := &cobra.Command{Use: "shoudan", Short: "shoudan: an ISO 8583 acquiring switch for CUP POS terminals", SilenceUsage: true}
@@ -91,106 +30,92 @@ func main() {
 
 func logger() *slog.Logger { return slog.New(slog.NewJSONHandler(os.Stderr, nil)) }
 
-// openJournal opens the configured database, or a private PostgreSQL under the data directory.
-func openJournal(ctx context.Context, c *Config, log *slog.Logger) (*journal.Journal, func(), error) {
-	key, err := journal.LoadOrCreateKey(filepath.Join(c.DataDir, "journal.key"))
-	if err != nil {
-		return nil, nil, err
-	}
-	vault, err := journal.NewVault(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	url, stop := c.Database.URL, func() {}
-	if url == "" {
-		in, err := pginstance.Start(ctx, c.DataDir)
-		if err != nil {
-			return nil, nil, err
-		}
-		log.Info("private PostgreSQL ready", "data", in.Data)
-		url, stop = in.URL(), func() { _ = in.Stop() }
-	}
-	j, err := journal.Open(ctx, url, vault)
-	if err != nil {
-		stop()
-		return nil, nil, err
-	}
-	return j, func() { j.Close(); stop() }, nil
-}
-
 func serveCmd(cfgPath *string) *cobra.Command {
-	return &cobra.Command{
+	var capture string
+	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the switch (default: private PostgreSQL, simulated issuer, demo terminals)",
+		Long: `Run the switch. Without --config it uses the demo config, written on first run to
+<data_dir>/shoudan.yaml so that it can be edited while the switch runs (changes apply live).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := logger()
-			c, reg, err := loadConfig(*cfgPath)
+			path, err := configPath(*cfgPath)
 			if err != nil {
 				return err
 			}
+			c, reg, err := app.Load(path)
+			if err != nil {
+				return err
+			}
+			if capture != "" {
+				if err := enableCapture(c, capture); err != nil {
+					return err
+				}
+			}
+			log := app.NewLogger(c, os.Stderr)
 			ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()
-			j, closeJournal, err := openJournal(ctx, c, log)
+			a, err := app.Start(ctx, c, reg, log)
 			if err != nil {
 				return err
 			}
-			defer closeJournal()
-			addrs := c.Issuer.Addrs
-			if len(addrs) == 0 {
-				is, err := c.Issuer.Sim.Build()
-				if err != nil {
-					return fmt.Errorf("issuer.sim: %w", err)
-				}
-				srv := sim.NewServer(is, c.Issuer.Sim.Faults, log)
-				if err := srv.Start(c.Issuer.Sim.Listen, c.Issuer.Sim.Control); err != nil {
-					return err
-				}
-				defer srv.Close(context.Background())
-				addrs = []string{srv.Addr}
-				fmt.Fprintf(cmd.OutOrStdout(), "simulated issuer on %s (control http://%s/ledger)\n", srv.Addr, srv.Ctl)
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "config %s (watched: edits apply without a restart)\n", path)
+			if a.Sim != nil {
+				fmt.Fprintf(out, "simulated issuer on %s (control http://%s/ledger)\n", a.Sim.Addr, a.Sim.Ctl)
 			}
-			link, err := issuerlink.Dial(addrs, c.Issuer.Timeout, log)
-			if err != nil {
-				return err
+			for _, l := range a.Listeners {
+				fmt.Fprintf(out, "shoudan listening on %s (%s terminals)\n", l.Addr(), l.Cfg.Env)
 			}
-			defer link.Close()
-			sw, err := newSwitch(c, reg, j, link, log)
-			if err != nil {
-				return err
+			if a.Admin != "" {
+				fmt.Fprintf(out, "admin http://%s/metrics /healthz /readyz\n", a.Admin)
 			}
-			fwd := &issuerlink.Forwarder{Link: link, Queue: posswitch.SAFQueue{Journal: j}, Log: log, Every: 200 * time.Millisecond, MaxBackoff: 30 * time.Second}
-			go fwd.Run(ctx)
-			if n, err := sw.Recover(ctx); err == nil && n > 0 {
-				log.Warn("recovered transactions left in flight: reversals armed", "count", n)
-			}
-			var ls []*posswitch.Listener
-			for _, lc := range c.Listeners {
-				l, err := sw.Listen(posswitch.ListenerConfig{Addr: lc.Addr, Env: terminals.Environment(lc.Env), MaxConns: 20000, MaxInFlight: 4,
-					IdleTimeout: 5 * time.Minute, WriteTimeout: 5 * time.Second, RequestTimeout: c.Issuer.Timeout + 5*time.Second})
-				if err != nil {
-					return err
-				}
-				ls = append(ls, l)
-				fmt.Fprintf(cmd.OutOrStdout(), "shoudan listening on %s (%s terminals)\n", l.Addr(), lc.Env)
+			if err := a.Watch(); err != nil {
+				log.Warn("config not watched", "err", err)
 			}
 			<-ctx.Done()
+			fmt.Fprintln(out, "shutting down: finishing in-flight transactions")
 			sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer scancel()
-			for _, l := range ls {
-				l.Close(sctx)
-			}
+			a.Close(sctx)
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&capture, "capture", "", "record request/response pairs of the test listener(s) as QA fixtures in this directory")
+	return cmd
 }
 
-func newSwitch(c *Config, reg *terminals.Registry, j *journal.Journal, link *issuerlink.Link, log *slog.Logger) (*posswitch.Switch, error) {
-	zk, err := hexKey(c.Issuer.ZoneKey)
-	if err != nil {
-		return nil, fmt.Errorf("issuer.zone_key: %w", err)
+// configPath is the file serve runs with: the one given, or the demo config written under the
+// data directory on first run.
+func configPath(given string) (string, error) {
+	if given != "" {
+		return given, nil
 	}
-	return &posswitch.Switch{Registry: terminals.NewHolder(reg), Journal: j, Link: link,
-		Security: &posswitch.Software{Vault: j.Vault, ZoneKey: zk}, Log: log, Now: time.Now}, nil
+	c, _, err := app.Load("")
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(c.DataDir, "shoudan.yaml")
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+		return "", err
+	}
+	return p, os.WriteFile(p, app.Demo, 0o644)
+}
+
+func enableCapture(c *app.Config, dir string) error {
+	n := 0
+	for i := range c.Listeners {
+		if c.Listeners[i].Env == string(terminals.Test) {
+			c.Listeners[i].Capture = dir
+			n++
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("--capture: refused: no test listener to capture on (capture never runs on a production listener)")
+	}
+	return nil
 }
 
 func issuerCmd() *cobra.Command {
@@ -226,15 +151,18 @@ func migrateCmd(cfgPath *string) *cobra.Command {
 		Use:   "migrate",
 		Short: "Apply the journal's schema migrations",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, _, err := loadConfig(*cfgPath)
+			c, _, err := app.Load(*cfgPath)
 			if err != nil {
 				return err
 			}
-			_, closeJournal, err := openJournal(cmd.Context(), c, logger())
+			j, pg, err := app.OpenJournal(cmd.Context(), c, logger())
 			if err != nil {
 				return err
 			}
-			closeJournal()
+			j.Close()
+			if pg != nil {
+				_ = pg.Stop()
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), "migrations applied")
 			return nil
 		},
@@ -248,8 +176,8 @@ func configCmd() *cobra.Command {
 		Short: "Validate a config file without applying it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, _, err := loadConfig(args[0]); err != nil {
-				return fmt.Errorf("%s: %w", args[0], err)
+			if _, _, err := app.Load(args[0]); err != nil {
+				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "config ok")
 			return nil

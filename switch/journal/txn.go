@@ -196,9 +196,9 @@ func (j *Journal) Original(ctx context.Context, day time.Time, mid, tid, batch, 
 
 // ForReversal finds what a reversal reverses: the newest reversible request of the terminal with
 // that STAN (the reversal keeps its original's F11 and 60.2) on day.
-func (j *Journal) ForReversal(ctx context.Context, day time.Time, mid, tid, stan string) (*Txn, error) {
-	return j.one(ctx, "local_day=$1 AND mid=$2 AND tid=$3 AND stan=$4 AND mti='0200' AND kind IN ('purchase','void') ORDER BY id DESC LIMIT 1",
-		day, mid, tid, stan)
+func (j *Journal) ForReversal(ctx context.Context, day time.Time, mid, tid, batch, stan string) (*Txn, error) {
+	return j.one(ctx, "local_day=$1 AND mid=$2 AND tid=$3 AND batch=$4 AND stan=$5 AND mti='0200' AND kind IN ('purchase','void') ORDER BY id DESC LIMIT 1",
+		day, mid, tid, batch, stan)
 }
 
 // ForRefund finds a refund's original purchase by MID, RRN and original local day.

@@ -1,0 +1,315 @@
+// Package app assembles a running switch from its config: the journal (a private PostgreSQL when
+// no URL is configured), the issuer link (to the simulated issuer when no address is configured),
+// store-and-forward, crash recovery, the terminal listeners, the admin HTTP port and the config
+// watcher. `shoudan serve` and the end-to-end tests start exactly this.
+package app
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/shoudan/shoudan/issuerlink"
+	"github.com/shoudan/shoudan/issuerlink/sim"
+	"github.com/shoudan/shoudan/spec"
+	"github.com/shoudan/shoudan/spec/upstream"
+	posswitch "github.com/shoudan/shoudan/switch"
+	"github.com/shoudan/shoudan/switch/journal"
+	"github.com/shoudan/shoudan/switch/journal/pginstance"
+	"github.com/shoudan/shoudan/switch/metrics"
+	"github.com/shoudan/shoudan/terminals"
+	"github.com/spf13/viper"
+)
+
+// App is a running switch.
+type App struct {
+	Config    *Config
+	Registry  *terminals.Holder
+	Journal   *journal.Journal
+	Link      *issuerlink.Link
+	Switch    *posswitch.Switch
+	Sim       *sim.Server // nil when a real issuer address is configured
+	Listeners []*posswitch.Listener
+	Admin     string // bound admin address
+	Log       *slog.Logger
+
+	pg       *pginstance.Instance
+	cancel   context.CancelFunc
+	admin    *http.Server
+	fwdDone  chan struct{}
+	watcher  *viper.Viper
+	reloaded chan error
+}
+
+// NewLogger builds the configured slog logger writing to w.
+func NewLogger(c *Config, w io.Writer) *slog.Logger {
+	lvl := slog.LevelInfo
+	_ = lvl.UnmarshalText([]byte(c.Log.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// OpenJournal opens the configured database, or a private PostgreSQL under the data directory.
+func OpenJournal(ctx context.Context, c *Config, log *slog.Logger) (*journal.Journal, *pginstance.Instance, error) {
+	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	key, err := journal.LoadOrCreateKey(filepath.Join(c.DataDir, "journal.key"))
+	if err != nil {
+		return nil, nil, err
+	}
+	vault, err := journal.NewVault(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	url := c.Database.URL
+	var in *pginstance.Instance
+	if url == "" {
+		if in, err = pginstance.Start(ctx, c.DataDir); err != nil {
+			return nil, nil, err
+		}
+		log.Info("private PostgreSQL ready", "data", in.Data)
+		url = in.URL()
+	}
+	j, err := journal.Open(ctx, url, vault)
+	if err != nil {
+		if in != nil {
+			_ = in.Stop()
+		}
+		return nil, nil, err
+	}
+	return j, in, nil
+}
+
+// Start brings the whole switch up. The registry is the one Load returned with c.
+func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Logger) (a *App, err error) {
+	a = &App{Config: c, Registry: terminals.NewHolder(reg), Log: log, fwdDone: make(chan struct{}), reloaded: make(chan error, 16)}
+	defer func() {
+		if err != nil {
+			a.Close(context.Background())
+		}
+	}()
+	if a.Journal, a.pg, err = OpenJournal(ctx, c, log); err != nil {
+		return nil, err
+	}
+	a.Journal.Stats = func(n int, d time.Duration) {
+		metrics.JournalLatency.Observe(d.Seconds())
+		metrics.JournalGroup.Observe(float64(n))
+	}
+	addrs := c.Issuer.Addrs
+	if len(addrs) == 0 {
+		is, err := c.Issuer.Sim.Build()
+		if err != nil {
+			return nil, fmt.Errorf("issuer.sim: %w", err)
+		}
+		a.Sim = sim.NewServer(is, c.Issuer.Sim.Faults, log)
+		if err := a.Sim.Start(c.Issuer.Sim.Listen, c.Issuer.Sim.Control); err != nil {
+			return nil, err
+		}
+		addrs = []string{a.Sim.Addr}
+	}
+	if a.Link, err = issuerlink.Dial(addrs, c.Issuer.Timeout, log); err != nil {
+		return nil, err
+	}
+	a.Link.Late = func(m *upstream.Message) {
+		metrics.LateAnswers.Inc()
+		log.Warn("late issuer answer after its timeout: not honoured, the transaction is reversed", "trace", m.Trace, "code", m.RespCode, "pan", spec.MaskPAN(m.PAN))
+	}
+	zk, err := hex.DecodeString(c.Issuer.ZoneKey)
+	if err != nil || (len(zk) != 16 && len(zk) != 24) {
+		return nil, fmt.Errorf("issuer.zone_key: expected 32 or 48 hex digits (a double- or triple-length key)")
+	}
+	a.Switch = &posswitch.Switch{Registry: a.Registry, Journal: a.Journal, Link: a.Link,
+		Security: &posswitch.Software{Vault: a.Journal.Vault, ZoneKey: zk}, Log: log, Now: time.Now}
+	if n, err := a.Switch.Recover(ctx); err != nil {
+		return nil, fmt.Errorf("recovery: %w", err)
+	} else if n > 0 {
+		log.Warn("recovered transactions left in flight at the issuer: reversals armed", "count", n)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	fwd := &issuerlink.Forwarder{Link: a.Link, Queue: posswitch.SAFQueue{Journal: a.Journal}, Log: log, Every: 100 * time.Millisecond, MaxBackoff: 30 * time.Second,
+		Result: func(acked bool) {
+			if acked {
+				metrics.SAFDelivered.WithLabelValues("acked").Inc()
+			} else {
+				metrics.SAFDelivered.WithLabelValues("retry").Inc()
+			}
+		}}
+	go func() { fwd.Run(rctx); close(a.fwdDone) }()
+	a.gauges()
+	for _, lc := range c.Listeners {
+		l, err := a.Switch.Listen(posswitch.ListenerConfig{Addr: lc.Addr, Env: terminals.Environment(lc.Env), MaxConns: c.Limits.MaxConns,
+			MaxInFlight: c.Limits.MaxInFlight, IdleTimeout: c.Limits.IdleTimeout, WriteTimeout: c.Limits.WriteTimout,
+			RequestTimeout: c.Issuer.Timeout + 5*time.Second, Capture: lc.Capture})
+		if err != nil {
+			return nil, err
+		}
+		a.Listeners = append(a.Listeners, l)
+	}
+	if c.Admin.Addr != "" {
+		if err := a.startAdmin(c.Admin.Addr); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// gauges registers the scrape-time gauges: issuer link state and the reversal queue.
+func (a *App) gauges() {
+	metrics.GaugeFunc("shoudan_issuer_link_up", "1 when at least one issuer connection is live.", func() float64 {
+		if a.Link.Up() {
+			return 1
+		}
+		return 0
+	})
+	metrics.GaugeFunc("shoudan_saf_depth", "Reversals waiting for the issuer's acknowledgement.", func() float64 {
+		d, _, _ := a.safStats()
+		return float64(d)
+	})
+	metrics.GaugeFunc("shoudan_saf_oldest_seconds", "Age of the oldest reversal waiting.", func() float64 {
+		_, o, _ := a.safStats()
+		return o.Seconds()
+	})
+}
+
+func (a *App) safStats() (int, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return a.Journal.SAFStats(ctx)
+}
+
+func (a *App) startAdmin(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("admin.addr: %w", err)
+	}
+	a.Admin = ln.Addr().String()
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics.Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		var problems []string
+		if err := a.Journal.Pool.Ping(ctx); err != nil {
+			problems = append(problems, "journal: "+err.Error())
+		}
+		if !a.Link.Up() {
+			problems = append(problems, "issuer link: down")
+		}
+		if len(problems) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			for _, p := range problems {
+				fmt.Fprintln(w, p)
+			}
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("/saf", func(w http.ResponseWriter, _ *http.Request) {
+		d, o, err := a.safStats()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, "{\"depth\":%d,\"oldest_seconds\":%.1f}\n", d, o.Seconds())
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	a.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go a.admin.Serve(ln)
+	return nil
+}
+
+// Watch follows the config file: a valid change swaps in the new registry and rules without
+// touching a socket; an invalid one is logged with its line and reason, counted, and the running
+// config keeps serving. Settings that need a restart (listeners, database) are reported.
+func (a *App) Watch() error {
+	if a.Config.Path == "" {
+		return errors.New("config watch: the built-in config has no file to watch")
+	}
+	v := viper.New()
+	v.SetConfigFile(a.Config.Path)
+	v.OnConfigChange(func(fsnotify.Event) { a.reload() })
+	v.WatchConfig()
+	a.watcher = v
+	return nil
+}
+
+// Reloaded delivers the result of each reload (nil when applied): tests wait on it.
+func (a *App) Reloaded() <-chan error { return a.reloaded }
+
+func (a *App) reload() {
+	c, reg, err := Load(a.Config.Path)
+	if err == nil && c.Database.URL != a.Config.Database.URL {
+		a.Log.Warn("config: database.url changed; it takes effect at the next restart")
+	}
+	if err != nil {
+		metrics.ConfigReloads.WithLabelValues("rejected").Inc()
+		a.Log.Error("config rejected: the previous config keeps serving", "file", a.Config.Path, "err", err.Error())
+	} else {
+		a.Registry.Set(reg)
+		if a.Sim != nil {
+			a.Sim.SetFaults(c.Issuer.Sim.Faults)
+		}
+		metrics.ConfigReloads.WithLabelValues("applied").Inc()
+		a.Log.Info("config applied", "file", a.Config.Path, "merchants", len(reg.Merchants()), "terminals", len(reg.Terminals()),
+			"qps_limit", terminals.FormatAmount(reg.Rules.QPSLimit))
+	}
+	select {
+	case a.reloaded <- err:
+	default:
+	}
+}
+
+// Close shuts down in order: stop accepting and finish in-flight transactions, stop forwarding,
+// then the issuer link, the simulator, the journal and its private PostgreSQL.
+func (a *App) Close(ctx context.Context) {
+	for _, l := range a.Listeners {
+		l.Close(ctx)
+	}
+	if a.cancel != nil {
+		a.cancel()
+		<-a.fwdDone
+	}
+	if a.admin != nil {
+		_ = a.admin.Close()
+	}
+	if a.Link != nil {
+		_ = a.Link.Close()
+	}
+	if a.Sim != nil {
+		a.Sim.Close(ctx)
+	}
+	if a.Journal != nil {
+		a.Journal.Close()
+	}
+	if a.pg != nil {
+		_ = a.pg.Stop()
+	}
+}
+
+// Addr is the bound address of the first listener of env.
+func (a *App) Addr(env terminals.Environment) string {
+	for _, l := range a.Listeners {
+		if l.Cfg.Env == env {
+			return l.Addr()
+		}
+	}
+	return ""
+}

@@ -1,0 +1,209 @@
+package app
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/shoudan/shoudan/issuerlink/sim"
+	"github.com/shoudan/shoudan/terminals"
+	"github.com/spf13/viper"
+	"gopkg.in/yaml.v3"
+)
+
+// Demo is the built-in config: two listeners, a private PostgreSQL, the simulated issuer with its
+// test cards, and demo merchants and terminals covering every rule of protocol.md §7. It is
+// also the documented example config (switch/app/demo.yaml).
+//
+//go:embed demo.yaml
+var Demo []byte
+
+// Listener is one terminal listener.
+type Listener struct {
+	Addr string `yaml:"addr"`
+	Env  string `yaml:"env"`
+	// Capture writes request/response pairs as QA fixtures into this directory (refused on a
+	// production listener).
+	Capture string `yaml:"capture"`
+}
+
+// Config is the whole config file. Listeners, database, data_dir, admin, log and issuer are read
+// through viper (with SHOUDAN_* overrides); rules, qps_whitelist, merchants and terminals by
+// package terminals, which names the line of every error.
+type Config struct {
+	Listeners []Listener `yaml:"listeners"`
+	Database  struct {
+		URL string `yaml:"url"`
+	} `yaml:"database"`
+	DataDir string `yaml:"data_dir"`
+	Admin   struct {
+		Addr string `yaml:"addr"`
+	} `yaml:"admin"`
+	Log struct {
+		Format string `yaml:"format"` // json or text
+		Level  string `yaml:"level"`
+	} `yaml:"log"`
+	Limits struct {
+		MaxConns    int           `yaml:"max_conns"`
+		MaxInFlight int           `yaml:"max_in_flight"`
+		IdleTimeout time.Duration `yaml:"idle_timeout"`
+		WriteTimout time.Duration `yaml:"write_timeout"`
+	} `yaml:"limits"`
+	Issuer struct {
+		Addrs   []string      `yaml:"addrs"`
+		Timeout time.Duration `yaml:"timeout"`
+		ZoneKey string        `yaml:"zone_key"`
+		Sim     sim.Config    `yaml:"sim"`
+	} `yaml:"issuer"`
+
+	// Path is the file it was read from ("" for the built-in demo).
+	Path string `yaml:"-"`
+}
+
+// envKeys can be overridden by SHOUDAN_<KEY with . as _>, e.g. SHOUDAN_DATABASE_URL,
+// SHOUDAN_RULES_QPS_LIMIT.
+var envKeys = []string{"database.url", "data_dir", "admin.addr", "log.format", "log.level", "issuer.addrs", "issuer.timeout",
+	"issuer.zone_key", "limits.max_conns", "limits.idle_timeout"}
+
+// ruleEnvKeys are rules overridable from the environment; they are written into the YAML tree
+// before package terminals reads it, so an invalid override is reported like a bad line.
+var ruleEnvKeys = []string{"qps_limit", "min_sdk_version", "refund_window_days"}
+
+// Load reads a config file (path "" = the built-in demo) with SHOUDAN_* overrides, validates all
+// of it, and returns the config and the registry it describes.
+func Load(path string) (*Config, *terminals.Registry, error) {
+	src := Demo
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, nil, err
+		}
+		src = b
+	}
+	c, reg, err := Parse(src)
+	if err != nil {
+		if path != "" {
+			return nil, nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return nil, nil, err
+	}
+	c.Path = path
+	return c, reg, nil
+}
+
+// Parse validates a config document.
+func Parse(src []byte) (*Config, *terminals.Registry, error) {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	v.SetEnvPrefix("SHOUDAN")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	for _, k := range envKeys {
+		_ = v.BindEnv(k)
+	}
+	if err := v.ReadConfig(bytes.NewReader(src)); err != nil {
+		return nil, nil, err
+	}
+	var c Config
+	if err := v.Unmarshal(&c, func(dc *mapstructure.DecoderConfig) {
+		dc.TagName = "yaml"
+		dc.ErrorUnused = false
+	}); err != nil {
+		return nil, nil, err
+	}
+	if s := os.Getenv("SHOUDAN_ISSUER_ADDRS"); s != "" {
+		c.Issuer.Addrs = strings.Split(s, ",")
+	}
+	var node yaml.Node
+	if err := yaml.Unmarshal(src, &node); err != nil {
+		return nil, nil, err
+	}
+	for _, k := range ruleEnvKeys {
+		if val, ok := os.LookupEnv("SHOUDAN_RULES_" + strings.ToUpper(k)); ok {
+			setScalar(&node, "rules", k, val)
+		}
+	}
+	reg, err := terminals.Parse(&node)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := c.check(); err != nil {
+		return nil, nil, err
+	}
+	return &c, reg, nil
+}
+
+func (c *Config) check() error {
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.Issuer.Timeout == 0 {
+		c.Issuer.Timeout = 3 * time.Second
+	}
+	if c.Limits.MaxConns == 0 {
+		c.Limits.MaxConns = 20000
+	}
+	if c.Limits.MaxInFlight == 0 {
+		c.Limits.MaxInFlight = 4
+	}
+	if c.Limits.IdleTimeout == 0 {
+		c.Limits.IdleTimeout = 5 * time.Minute
+	}
+	if c.Limits.WriteTimout == 0 {
+		c.Limits.WriteTimout = 5 * time.Second
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+	if len(c.Listeners) == 0 {
+		return fmt.Errorf("listeners: expected at least one listener")
+	}
+	for i, l := range c.Listeners {
+		switch terminals.Environment(l.Env) {
+		case terminals.Production, terminals.Test:
+		default:
+			return fmt.Errorf("listeners[%d].env: expected production or test, found %q", i, l.Env)
+		}
+		if l.Capture != "" && terminals.Environment(l.Env) == terminals.Production {
+			return fmt.Errorf("listeners[%d].capture: capture is refused on a production listener (it would record live card data)", i)
+		}
+	}
+	if c.Issuer.Timeout < 100*time.Millisecond || c.Issuer.Timeout > 60*time.Second {
+		return fmt.Errorf("issuer.timeout: expected 100ms..60s, found %s", c.Issuer.Timeout)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		return fmt.Errorf("log.format: expected json or text, found %q", c.Log.Format)
+	}
+	return nil
+}
+
+// setScalar sets section.key in a YAML document, adding the key (and section) when absent.
+func setScalar(doc *yaml.Node, section, key, val string) {
+	root := doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	if root.Kind != yaml.MappingNode {
+		return
+	}
+	var sec *yaml.Node
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == section {
+			sec = root.Content[i+1]
+		}
+	}
+	if sec == nil {
+		sec = &yaml.Node{Kind: yaml.MappingNode}
+		root.Content = append(root.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: section}, sec)
+	}
+	for i := 0; i+1 < len(sec.Content); i += 2 {
+		if sec.Content[i].Value == key {
+			sec.Content[i+1] = &yaml.Node{Kind: yaml.ScalarNode, Value: val, Line: sec.Content[i+1].Line}
+			return
+		}
+	}
+	sec.Content = append(sec.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, &yaml.Node{Kind: yaml.ScalarNode, Value: val})
+}
