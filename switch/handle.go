@@ -221,10 +221,17 @@ func (s *Switch) journalRequest(ctx context.Context, t *Txn, more ...func(*pgx.B
 		r := s.answer(t, rc.Duplicate)
 		return s.encode(t, &r, rc.Duplicate), false
 	}
-	if len(prev.Response) == 0 { // the original is still in flight (or its outcome was lost)
-		t.Decision = Decision{Rule: "duplicate", Code: "09", Reason: "the same request is still being processed"}
-		r := s.answer(t, "09")
-		return s.encode(t, &r, "09"), false
+	if len(prev.Response) == 0 {
+		if prev.State == journal.Pending { // the original is still in flight
+			t.Decision = Decision{Rule: "duplicate", Code: "09", Reason: "the same request is still being processed"}
+			r := s.answer(t, "09")
+			return s.encode(t, &r, "09"), false
+		}
+		// closed by crash recovery without a stored response: answer its recorded outcome
+		t.Decision = Decision{Rule: "duplicate", Code: prev.RespCode, Reason: "retransmission of a request closed by recovery: " + prev.Reason}
+		r := s.answer(t, prev.RespCode)
+		r.RRN = prev.RRN
+		return s.encode(t, &r, prev.RespCode), false
 	}
 	var r pos.FinancialResponse
 	if err := json.Unmarshal(prev.Response, &r); err != nil {

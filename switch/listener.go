@@ -129,7 +129,11 @@ func (l *Listener) handle(c *connection.Connection, m *iso8583.Message) {
 		hf := m.GetField(0).(*pos.HeadField)
 		if b := l.Switch.FormatError(hf.Raw, hf.ClaimedMTI, err); b != nil {
 			_, _ = c.Write(pos.WithLen(b))
+			return
 		}
+		// no head to answer to: a closed connection is the only clear answer (never a stuck socket)
+		l.Switch.Log.Info("undecodable frame without a readable head: connection closed", "err", err.Error())
+		c.Close()
 		return
 	}
 	// per-terminal order: a reversal waits for its original to finish

@@ -26,11 +26,12 @@ import (
 type Faults struct {
 	LatencyMinMS int     `json:"latency_min_ms" yaml:"latency_min_ms"`
 	LatencyMaxMS int     `json:"latency_max_ms" yaml:"latency_max_ms"`
-	SwallowRate  float64 `json:"swallow_rate" yaml:"swallow_rate"` // share of requests never answered
+	SwallowRate  float64 `json:"swallow_rate" yaml:"swallow_rate"` // share of requests processed but never answered
 	LateRate     float64 `json:"late_rate" yaml:"late_rate"`       // share answered after LateMS
 	LateMS       int     `json:"late_ms" yaml:"late_ms"`
 	DropRate     float64 `json:"drop_rate" yaml:"drop_rate"` // share that closes the connection
-	// SwallowNext swallows the next N financial requests (not reversals): deterministic tests.
+	// SwallowNext processes the next N financial requests (not reversals) without answering them:
+	// deterministic tests.
 	SwallowNext int `json:"swallow_next" yaml:"swallow_next"`
 	// DownReversals leaves reversals unanswered while true (an issuer that is "down" for them).
 	DownReversals bool `json:"down_reversals" yaml:"down_reversals"`
@@ -220,18 +221,20 @@ func (s *Server) handle(c *connection.Connection, m *iso8583.Message) {
 	if reversal && f.DownReversals {
 		return
 	}
-	if !reversal && req.MTI[:2] != "08" && s.takeSwallow() {
-		s.Log.Info("swallowing request", "mti", req.MTI, "trace", req.Trace)
-		return
-	}
 	if f.DropRate > 0 && rand.Float64() < f.DropRate {
 		c.Close()
+		return
+	}
+	resp := s.Issuer.Handle(&req)
+	// a swallowed request was processed (funds held) but its answer is lost: the worst case for
+	// the acquirer, which must reverse it
+	if !reversal && req.MTI[:2] != "08" && s.takeSwallow() {
+		s.Log.Info("swallowing the answer", "mti", req.MTI, "trace", req.Trace, "code", resp.RespCode)
 		return
 	}
 	if f.SwallowRate > 0 && rand.Float64() < f.SwallowRate {
 		return
 	}
-	resp := s.Issuer.Handle(&req)
 	delay := time.Duration(0)
 	if f.LatencyMaxMS > 0 {
 		delay = time.Duration(f.LatencyMinMS+rand.IntN(max(1, f.LatencyMaxMS-f.LatencyMinMS+1))) * time.Millisecond
