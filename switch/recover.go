@@ -40,10 +40,19 @@ func (s *Switch) Recover(ctx context.Context) (int, error) {
 }
 
 // SAFQueue adapts the journal to the forwarder's queue, opening the sealed reversals.
-type SAFQueue struct{ Journal *journal.Journal }
+// Lease is how long a claimed reversal is reserved for its sender: longer than one issuer round
+// trip, short enough that a crash mid-send delays the retry only briefly.
+type SAFQueue struct {
+	Journal *journal.Journal
+	Lease   time.Duration
+}
 
 func (q SAFQueue) Due(ctx context.Context, n int) ([]issuerlink.Reversal, error) {
-	es, err := q.Journal.ClaimReversals(ctx, n, 30*time.Second)
+	lease := q.Lease
+	if lease == 0 {
+		lease = 10 * time.Second
+	}
+	es, err := q.Journal.ClaimReversals(ctx, n, lease)
 	if err != nil {
 		return nil, err
 	}

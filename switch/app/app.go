@@ -141,7 +141,7 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
-	fwd := &issuerlink.Forwarder{Link: a.Link, Queue: posswitch.SAFQueue{Journal: a.Journal}, Log: log, Every: 100 * time.Millisecond, MaxBackoff: 30 * time.Second,
+	fwd := &issuerlink.Forwarder{Link: a.Link, Queue: posswitch.SAFQueue{Journal: a.Journal, Lease: 2*c.Issuer.Timeout + time.Second}, Log: log, Every: 100 * time.Millisecond, MaxBackoff: 30 * time.Second,
 		Result: func(acked bool) {
 			if acked {
 				metrics.SAFDelivered.WithLabelValues("acked").Inc()

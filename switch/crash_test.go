@@ -1,0 +1,364 @@
+package posswitch_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/shoudan/shoudan/issuerlink/sim"
+	rc "github.com/shoudan/shoudan/responsecodes"
+	"github.com/shoudan/shoudan/spec/pos"
+	"github.com/shoudan/shoudan/switch/app"
+	"github.com/shoudan/shoudan/switch/switchtest"
+	"github.com/shoudan/shoudan/terminals"
+	"github.com/shoudan/shoudan/terminals/device"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// buildShoudan compiles the binary once per test run.
+func buildShoudan(t *testing.T) string {
+	dir := switchtest.TempDir(t)
+	bin := filepath.Join(dir, "shoudan")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/shoudan/shoudan/cmd/shoudan").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return bin
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// crashTerminal is one terminal of the load: it behaves like a real one across switch crashes:
+// it keeps its keys, batch and STAN, clears a pending reversal before anything else, and signs
+// on again when told to.
+type crashTerminal struct {
+	cfg      device.Config
+	state    device.State
+	dev      *device.Terminal
+	pending  *device.Result // a purchase without a definite answer: must be reversed
+	approved []approval
+	signed   bool
+	// forgetful terminals never reverse (as if power-cycled): only the switch's recovery and
+	// store-and-forward can undo what they left at the issuer
+	forgetful bool
+	// hasPending mirrors pending != nil for the test's goroutine
+	hasPending atomic.Bool
+}
+
+type approval struct {
+	rrn    string
+	amount int64
+}
+
+func (c *crashTerminal) conn(addr string) bool {
+	if c.dev != nil {
+		return true
+	}
+	d, err := device.Dial(addr, c.cfg)
+	if err != nil {
+		return false
+	}
+	d.Timeout = 3 * time.Second
+	d.State = c.state
+	c.dev = d
+	return true
+}
+
+func (c *crashTerminal) drop() {
+	if c.dev != nil {
+		c.state = c.dev.State
+		c.dev.Close()
+		c.dev = nil
+	}
+}
+
+// step does one thing: sign on, clear the pending reversal, or one purchase.
+func (c *crashTerminal) step(addr string) {
+	if c.pending != nil {
+		c.hasPending.Store(true)
+	}
+	if !c.conn(addr) {
+		time.Sleep(20 * time.Millisecond)
+		return
+	}
+	defer func() {
+		if c.dev != nil {
+			c.state = c.dev.State
+		}
+	}()
+	switch {
+	case !c.signed:
+		r, err := c.dev.SignOn()
+		if err != nil {
+			c.drop()
+			return
+		}
+		c.signed = r.Code() == rc.Approved
+	case c.pending != nil:
+		r, err := c.dev.Reversal(c.pending, "98")
+		if err != nil {
+			c.drop()
+			return
+		}
+		if r.Code() == rc.Approved {
+			c.pending = nil
+			c.hasPending.Store(false)
+		}
+	default:
+		req, err := c.dev.PurchaseRequest(good, 1+rand.Int64N(1000))
+		if err != nil {
+			return
+		}
+		r, err := c.dev.Exchange(pos.Purchase, req)
+		if err != nil { // no definite answer: reverse it before anything else
+			if !c.forgetful {
+				c.pending = &device.Result{Sent: req}
+			}
+			c.drop()
+			return
+		}
+		switch r.Code() {
+		case rc.Approved:
+			c.approved = append(c.approved, approval{r.Resp.RRN, req.Amount})
+		case rc.IssuerTimeout:
+			if !c.forgetful {
+				c.pending = r
+			}
+		case rc.SignOnAgain:
+			c.signed = false
+		}
+	}
+	c.hasPending.Store(c.pending != nil)
+}
+
+// runner runs the shoudan binary against the test's database and an issuer in the test process.
+type runner struct {
+	t      *testing.T
+	bin    string
+	cfg    string
+	dir    string
+	prod   string
+	url    string
+	issuer *sim.Server
+	logf   *os.File
+}
+
+func newRunner(t *testing.T, faults sim.Faults) (*runner, *terminals.Registry) {
+	bin := buildShoudan(t)
+	url := switchtest.Database(t)
+	c, reg, err := app.Parse(app.Demo)
+	require.NoError(t, err)
+	is, err := c.Issuer.Sim.Build()
+	require.NoError(t, err)
+	issuer := sim.NewServer(is, faults, slog.New(slog.DiscardHandler))
+	require.NoError(t, issuer.Start("127.0.0.1:0", "127.0.0.1:0"))
+	t.Cleanup(func() { issuer.Close(context.Background()) })
+	prod, test := freePort(t), freePort(t)
+	y := string(app.Demo)
+	for _, r := range [][2]string{
+		{"addr: 127.0.0.1:5000", "addr: " + prod},
+		{"addr: 127.0.0.1:5001", "addr: " + test},
+		{"addr: 127.0.0.1:9100", "addr: 127.0.0.1:0"},
+		{`url: ""`, fmt.Sprintf("url: %q", url)},
+		{"addrs: []", fmt.Sprintf("addrs: [%q]", issuer.Addr)},
+		{"timeout: 3s", "timeout: 500ms"},
+	} {
+		require.Contains(t, y, r[0])
+		y = strings.Replace(y, r[0], r[1], 1)
+	}
+	dir := switchtest.TempDir(t)
+	cfg := filepath.Join(dir, "shoudan.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(y), 0o644))
+	logf, err := os.Create(filepath.Join(os.TempDir(), "shoudan-"+t.Name()+".log"))
+	require.NoError(t, err)
+	t.Cleanup(func() { logf.Close() })
+	return &runner{t: t, bin: bin, cfg: cfg, dir: dir, prod: prod, url: url, issuer: issuer, logf: logf}, reg
+}
+
+// start runs the switch and waits until it accepts terminals.
+func (r *runner) start() *exec.Cmd {
+	cmd := exec.Command(r.bin, "serve", "-c", r.cfg)
+	cmd.Stdout, cmd.Stderr = r.logf, r.logf
+	cmd.Env = append(os.Environ(), "SHOUDAN_DATA_DIR="+r.dir)
+	require.NoError(r.t, cmd.Start())
+	eventually(r.t, 20*time.Second, "the switch listens", func() bool {
+		c, err := net.Dial("tcp", r.prod)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return cmd
+}
+
+func (r *runner) pool() *pgxpool.Pool {
+	pool, err := pgxpool.New(context.Background(), r.url)
+	require.NoError(r.t, err)
+	r.t.Cleanup(pool.Close)
+	return pool
+}
+
+func queued(pool *pgxpool.Pool) int {
+	var n int
+	_ = pool.QueryRow(context.Background(), "SELECT count(*) FROM saf WHERE acked_at IS NULL AND next_at < 'infinity'").Scan(&n)
+	return n
+}
+
+// TestCrashRecovery kills the switch with SIGKILL at random moments under load from many
+// terminals, 20 times, and checks after each run of crashes that every approval a terminal saw is
+// journaled as approved, that every purchase the issuer still holds is journaled as approved (and
+// nothing else is held), and that no reversal was applied twice.
+func TestCrashRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and kills it 20 times")
+	}
+	r, reg := newRunner(t, sim.Faults{LatencyMinMS: 0, LatencyMaxMS: 3})
+	issuer, prod, url := r.issuer, r.prod, r.url
+	start := r.start
+	var terms []*crashTerminal
+	for _, tid := range []string{"10000001", "10000007", "10000008", "10000009", "10000005"} {
+		for _, rt := range reg.Terminals() {
+			if rt.TID == tid {
+				terms = append(terms, &crashTerminal{cfg: device.Config{TID: tid, MID: rt.MID, Serial: rt.Serial, TMK: rt.TMK, Timeout: 3 * time.Second}, state: device.State{Batch: "000000"}})
+			}
+		}
+	}
+	require.Len(t, terms, 5)
+	for i := range terms {
+		terms[i].forgetful = i%2 == 1
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for _, ct := range terms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				ct.step(prod)
+			}
+			ct.drop()
+		}()
+	}
+
+	const kills = 20
+	for i := 0; i < kills; i++ {
+		cmd := start()
+		time.Sleep(time.Duration(150+rand.IntN(350)) * time.Millisecond)
+		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+		_ = cmd.Wait()
+	}
+	cmd := start() // the last start recovers and forwards; the terminals clear their reversals
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	eventually(t, 30*time.Second, "every terminal cleared its pending reversal", func() bool {
+		for _, ct := range terms {
+			if ct.hasPending.Load() {
+				return false
+			}
+		}
+		return true
+	})
+	stop.Store(true)
+	wg.Wait()
+
+	ctx := context.Background()
+	_ = url
+	pool := r.pool()
+	eventually(t, 30*time.Second, "the reversal queue drains", func() bool { return queued(pool) == 0 })
+
+	// 1. every approval a terminal saw is journaled as approved
+	total := 0
+	for _, ct := range terms {
+		for _, a := range ct.approved {
+			var state, code string
+			var amount int64
+			err := pool.QueryRow(ctx, "SELECT state, resp_code, amount FROM txn WHERE rrn=$1 AND kind='purchase'", a.rrn).Scan(&state, &code, &amount)
+			require.NoError(t, err, "approval RRN %s is not in the journal", a.rrn)
+			assert.Equal(t, "A", state, "RRN %s", a.rrn)
+			assert.Equal(t, "00", code)
+			assert.Equal(t, a.amount, amount)
+			total++
+		}
+	}
+	require.Greater(t, total, 20, "the load produced approvals between the kills")
+
+	// 2. what the issuer still holds is exactly what the journal has approved
+	rows, err := pool.Query(ctx, "SELECT '0200' || up_trace || up_time FROM txn WHERE kind='purchase' AND state='A'")
+	require.NoError(t, err)
+	approvedKeys := map[string]bool{}
+	for rows.Next() {
+		var k string
+		require.NoError(t, rows.Scan(&k))
+		approvedKeys[k] = true
+	}
+	require.NoError(t, rows.Err())
+	snap := issuer.Issuer.Ledger.Snapshot()
+	held := map[string]bool{}
+	for _, a := range snap.Auths {
+		if a.Kind == "purchase" && a.State == "approved" {
+			held[a.Key[:20]] = true
+			assert.True(t, approvedKeys[a.Key[:20]], "the issuer holds %s, which the journal does not have as approved", a.Key)
+		}
+	}
+	for k := range approvedKeys {
+		assert.True(t, held[k], "journal approval %s is not charged at the issuer", k)
+	}
+	// 3. no reversal applied twice
+	assert.Equal(t, 0, snap.ReversalsTwice)
+	t.Logf("%d kills; %d approvals seen by terminals; issuer: %d auths, %d held, %d reversal repeats answered idempotently",
+		kills, total, len(snap.Auths), len(held), snap.ReversalsRepeat)
+}
+
+// TestRestartDeliversQueuedReversals: reversals queued while the issuer does not answer them
+// survive a SIGKILL of the switch and are delivered after the restart, once each.
+func TestRestartDeliversQueuedReversals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	r, reg := newRunner(t, sim.Faults{SwallowNext: 3, DownReversals: true})
+	cmd := r.start()
+	term := reg.Terminal("10000001", "898310058120001")
+	d, err := device.Dial(r.prod, device.Config{TID: term.TID, MID: term.MID, Serial: term.Serial, TMK: term.TMK})
+	require.NoError(t, err)
+	defer d.Close()
+	so, err := d.SignOn()
+	require.Equal(t, rc.Approved, code(t, so, err))
+	for i := 0; i < 3; i++ {
+		p, err := d.Purchase(good, 1000)
+		require.Equal(t, rc.IssuerTimeout, code(t, p, err))
+	}
+	pool := r.pool()
+	require.Equal(t, 3, queued(pool))
+	eventually(t, 5*time.Second, "the forwarder tries", func() bool { return r.issuer.Received()["0420"] > 0 })
+	require.Equal(t, int64(3000), r.issuer.Issuer.Ledger.Snapshot().Held)
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+	r.issuer.SetFaults(sim.Faults{}) // the issuer answers reversals again
+	cmd = r.start()
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	eventually(t, 20*time.Second, "the queued reversals are delivered after the restart", func() bool { return queued(pool) == 0 })
+	snap := r.issuer.Issuer.Ledger.Snapshot()
+	assert.Equal(t, int64(0), snap.Held)
+	assert.Equal(t, 0, snap.ReversalsTwice)
+	assert.Equal(t, 0, snap.ReversalsRepeat, "each delivered once")
+	for _, a := range snap.Auths {
+		assert.Equal(t, 1, a.Reversals, "auth %s reversed exactly once", a.Key)
+	}
+}
