@@ -162,6 +162,9 @@ func Start(t testing.TB, o Options) *Switch {
 	if err != nil {
 		t.Fatalf("switch: %v", err)
 	}
+	if err := a.Watch(); err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for !a.Link.Up() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
