@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -189,7 +190,7 @@ func (s *Switch) record(t *Txn, state byte) *journal.Txn {
 		LocalDay: day(t.Now), SettleDate: day(t.Now), Env: string(t.Env), MID: t.Req.MID, TID: t.Req.TID,
 		Batch: t.F60.Batch, STAN: t.Req.STAN, MTI: mti, Kind: t.Kind.Name, ProcCode: t.Req.ProcCode, Amount: t.Req.Amount,
 		EntryMode: t.Req.EntryMode, Type: t.F60.Type, PANMasked: spec.MaskPAN(pan), PANHash: s.Journal.Vault.PANHash(pan),
-		CardOrg: "CUP", MCC: mcc, State: state, ReqHash: s.Journal.Vault.RequestHash(t.Frame.Raw),
+		CardOrg: "CUP", MCC: mcc, State: state, ReqHash: s.Journal.Vault.RequestHash(t.Frame.Raw), Trace: strings.Join(t.Passed, ","),
 	}
 }
 

@@ -30,7 +30,8 @@ type Txn struct {
 	Record   *journal.Txn // the journal row
 	Decision Decision
 	Code     string     // the response code answered
-	Trace    []Decision // every step that ran and what it found
+	Trace    []Decision // the decisions made, in order
+	Passed   []string   // the acquirer checks passed, in order
 }
 
 // Decision is what a step concluded: the rule, the code and a sentence an operator understands.
@@ -70,6 +71,7 @@ func (s *Switch) decide(ctx context.Context, t *Txn) bool {
 	for _, st := range Steps {
 		code, reason := st.Check(ctx, s, t)
 		if code == "" {
+			t.Passed = append(t.Passed, st.Rule)
 			continue
 		}
 		t.Decision = Decision{Rule: st.Rule, Code: code, Reason: reason}
@@ -79,4 +81,33 @@ func (s *Switch) decide(ctx context.Context, t *Txn) bool {
 	t.Decision = Decision{Rule: "acquirer-checks", Code: "", Reason: "passed every acquirer check"}
 	t.Trace = append(t.Trace, t.Decision)
 	return true
+}
+
+// RuleDoc says, for an operator, what each rule checks: its row of protocol.md §7 and its
+// meaning. Rules beyond the acquirer checks (issuer, journal, recovery) are listed too.
+var RuleDoc = map[string]string{
+	"frame":                 "§7 row 1: the frame decodes, with no trailing bytes and every mandatory field",
+	"terminal":              "§7 row 2: TID + MID registered in this listener's environment",
+	"signed-on":             "§7 row 3: a current sign-on, and 60.2 is the terminal's current batch",
+	"mac":                   "§7 row 4: the MAC (F64) verifies under the terminal's MAC key",
+	"device":                "§7 row 5: device information F59 A2 present, serial matches, SDK new enough, check value right",
+	"merchant-trading":      "§7 row 6: merchant enabled and its direct connection (直联) configured",
+	"merchant-english-name": "§7 row 7: merchant English name present",
+	"mcc-matches":           "§7 row 8: F18, when sent, equals the merchant's MCC",
+	"cash-mcc":              "§7 row 9: no purchase at a cash / quasi-cash MCC",
+	"qps-enabled":           "§7 row 10: contactless no-PIN (双免): merchant and terminal both enabled",
+	"qps-whitelist":         "§7 row 11: 双免: merchant on the whitelist, registered before today (T+1)",
+	"qps-limit":             "§7 row 12: 双免: amount within the no-PIN limit",
+	"duplicate":             "§7 row 13: same MID, TID, batch, STAN and MTI today",
+	"void-original":         "§7 rows 14-17: a void's original: found, same entry mode, approved, same amount and card",
+	"refund-original":       "§7 rows 18-20: a refund: allowed, original found on a later day in the window, amount left, same card",
+	"issuer-link":           "§7 row 21: a route to the issuer",
+	"issuer-timeout":        "§7 row 22: an answer from the issuer in time (otherwise 98 and an automatic reversal)",
+	"issuer":                "the issuer's own decision, passed through",
+	"journal":               "the journal must record the transaction durably before any approval",
+	"reversal":              "reversals are answered 00 unless the amount differs from the original's",
+	"reversal-amount":       "a reversal's amount must equal its original's",
+	"pin":                   "the PIN block must decrypt under the terminal's PIN key",
+	"recovery":              "closed by crash recovery at start-up",
+	"acquirer-checks":       "passed every acquirer check",
 }

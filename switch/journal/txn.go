@@ -52,18 +52,19 @@ type Txn struct {
 	Response     json.RawMessage
 	OrigID       *int64
 	Refunded     int64
+	Trace        string // the acquirer checks passed, in order, comma-separated
 }
 
 const txnColumns = `id, created_at, local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount,
 	entry_mode, type_code, pan_masked, pan_hash, card_org, mcc, rrn, auth_code, resp_code, issuer_code, up_trace, up_time, state,
-	went_upstream, rule, reason, req_hash, response, orig_id, refunded`
+	went_upstream, rule, reason, req_hash, response, orig_id, refunded, trace`
 
 func scanTxn(row pgx.Row) (*Txn, error) {
 	var t Txn
 	var state string
 	err := row.Scan(&t.ID, &t.CreatedAt, &t.LocalDay, &t.SettleDate, &t.Env, &t.MID, &t.TID, &t.Batch, &t.STAN, &t.MTI, &t.Kind,
 		&t.ProcCode, &t.Amount, &t.EntryMode, &t.Type, &t.PANMasked, &t.PANHash, &t.CardOrg, &t.MCC, &t.RRN, &t.AuthCode,
-		&t.RespCode, &t.IssuerCode, &t.UpTrace, &t.UpTime, &state, &t.WentUpstream, &t.Rule, &t.Reason, &t.ReqHash, &t.Response, &t.OrigID, &t.Refunded)
+		&t.RespCode, &t.IssuerCode, &t.UpTrace, &t.UpTime, &state, &t.WentUpstream, &t.Rule, &t.Reason, &t.ReqHash, &t.Response, &t.OrigID, &t.Refunded, &t.Trace)
 	if err != nil {
 		return nil, err
 	}
@@ -88,13 +89,13 @@ func (j *Journal) Insert(ctx context.Context, t *Txn, more ...func(*pgx.Batch)) 
 func queueInsert(b *pgx.Batch, t *Txn, inserted *bool) {
 	b.Queue(`INSERT INTO txn (local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount, entry_mode,
 		type_code, pan_masked, pan_hash, card_org, mcc, auth_code, resp_code, issuer_code, state, went_upstream, rule, reason,
-		req_hash, response, orig_id)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27)
+		req_hash, response, orig_id, trace)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28)
 		ON CONFLICT (local_day, mid, tid, batch, stan, mti) DO NOTHING
 		RETURNING id, rrn, created_at`,
 		t.LocalDay, t.SettleDate, t.Env, t.MID, t.TID, t.Batch, t.STAN, t.MTI, t.Kind, t.ProcCode, t.Amount, t.EntryMode,
 		t.Type, t.PANMasked, t.PANHash, t.CardOrg, t.MCC, t.AuthCode, t.RespCode, t.IssuerCode, string(t.State), t.WentUpstream,
-		t.Rule, t.Reason, t.ReqHash, nullJSON(t.Response), t.OrigID,
+		t.Rule, t.Reason, t.ReqHash, nullJSON(t.Response), t.OrigID, t.Trace,
 	).QueryRow(func(row pgx.Row) error {
 		err := row.Scan(&t.ID, &t.RRN, &t.CreatedAt)
 		if errors.Is(err, pgx.ErrNoRows) {

@@ -193,3 +193,7 @@ func postgresUser() (*syscall.Credential, error) {
 	gid, _ := strconv.Atoi(u.Gid)
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
+
+// Adopted reports whether Start found the server already running (another process owns it, so
+// a short-lived tool must not stop it).
+func (in *Instance) Adopted() bool { return in.adopted }
