@@ -1,6 +1,7 @@
 package posswitch
 
 import (
+	"fmt"
 	"context"
 	"errors"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"github.com/moov-io/iso8583"
 	connection "github.com/moov-io/iso8583-connection"
 	"github.com/shoudan/shoudan/spec/pos"
+	"github.com/shoudan/shoudan/switch/fixture"
 	"github.com/shoudan/shoudan/switch/metrics"
 	"github.com/shoudan/shoudan/terminals"
 )
@@ -41,6 +43,9 @@ type Listener struct {
 
 // Listen binds the address and starts accepting.
 func (s *Switch) Listen(cfg ListenerConfig) (*Listener, error) {
+	if cfg.Capture != "" && cfg.Env == terminals.Production {
+		return nil, fmt.Errorf("listener %s: capture is refused on a production listener", cfg.Addr)
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, err
@@ -145,6 +150,11 @@ func (l *Listener) handle(c *connection.Connection, m *iso8583.Message) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.Cfg.RequestTimeout)
 	defer cancel()
 	b := l.Switch.Handle(ctx, l.Cfg.Env, f)
+	if l.Cfg.Capture != "" && b != nil { // before answering: a fixture exists once its answer does
+		if err := fixture.Capture(l.Cfg.Capture, f.Raw, b); err != nil {
+			l.Switch.Log.Warn("capture failed", "err", err.Error())
+		}
+	}
 	if b != nil {
 		_, _ = c.Write(pos.WithLen(b))
 	}
