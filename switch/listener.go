@@ -1,9 +1,9 @@
 package posswitch
 
 import (
-	"fmt"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
