@@ -48,7 +48,7 @@ type terminalYAML struct {
 }
 
 // Sections are the top-level config keys this package reads.
-var Sections = []string{"rules", "qps_whitelist", "merchants", "terminals"}
+var Sections = []string{"rules", "qps_whitelist", "merchants", "terminals", "load_terminals"}
 
 // Parse builds a registry from the rules, qps_whitelist, merchants and terminals sections of a
 // config document (a YAML mapping node). Every error names its line.
@@ -74,7 +74,13 @@ func Parse(root *yaml.Node) (*Registry, error) {
 		case "merchants":
 			ms, err = parseMerchants(val)
 		case "terminals":
-			ts, err = parseTerminals(val)
+			var more []Terminal
+			more, err = parseTerminals(val)
+			ts = append(ts, more...)
+		case "load_terminals":
+			var more []Terminal
+			more, err = parseLoadTerminals(val)
+			ts = append(ts, more...)
 		}
 		if err != nil {
 			return nil, err
@@ -321,3 +327,39 @@ func ParseAmount(s string) (int64, error) {
 
 // FormatAmount writes fen as CNY.
 func FormatAmount(fen int64) string { return fmt.Sprintf("%d.%02d", fen/100, fen%100) }
+
+type loadYAML struct {
+	Count int    `yaml:"count"`
+	MID   string `yaml:"mid"`
+	Env   string `yaml:"env"`
+	TMK   string `yaml:"tmk"`
+	QPS   bool   `yaml:"qps"`
+}
+
+// parseLoadTerminals generates count terminals for load tests: TIDs 9xxxxxxx, serials
+// LOAD-xxxxxxx, all of one merchant and TMK. `shoudan pos load` drives them.
+func parseLoadTerminals(n *yaml.Node) ([]Terminal, error) {
+	var y loadYAML
+	if err := decodeStrict(n, "load_terminals", &y); err != nil {
+		return nil, err
+	}
+	if y.Count < 0 || y.Count > 9999999 {
+		return nil, &ConfigError{keyLine(n, "count"), "load_terminals.count", fmt.Sprintf("expected 0..9999999, found %d", y.Count)}
+	}
+	tmk, err := parseHexKey(y.TMK)
+	if err != nil && y.Count > 0 {
+		return nil, &ConfigError{keyLine(n, "tmk"), "load_terminals.tmk", err.Error()}
+	}
+	env := Environment(y.Env)
+	if env == "" {
+		env = Production
+	}
+	out := make([]Terminal, y.Count)
+	for i := range out {
+		out[i] = Terminal{TID: LoadTID(i), MID: y.MID, Env: env, Serial: fmt.Sprintf("LOAD-%07d", i+1), TMK: tmk, QPS: y.QPS}
+	}
+	return out, nil
+}
+
+// LoadTID is the TID of generated load terminal i (0-based).
+func LoadTID(i int) string { return fmt.Sprintf("9%07d", i+1) }

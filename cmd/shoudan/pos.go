@@ -75,6 +75,7 @@ can follow the purchase it refers to. Terminal details (MID, serial, TMK) come f
 	fl.StringVar(&f.sdk, "sdk", "3.2.1", "application / SDK version sent in F59")
 	fl.BoolVar(&f.asJSON, "json", false, "print the response as JSON")
 	fl.BoolVar(&f.showFrame, "frame", false, "print the response frame in hex too")
+	c.AddCommand(loadCmd(cfgPath))
 	return c
 }
 
