@@ -14,7 +14,9 @@ import (
 func TestDashboardUsesRealMetrics(t *testing.T) {
 	b, err := os.ReadFile("grafana-dashboard.json")
 	require.NoError(t, err)
-	var d struct{ Panels []struct{ Targets []struct{ Expr string } } }
+	var d struct {
+		Panels []struct{ Targets []struct{ Expr string } }
+	}
 	require.NoError(t, json.Unmarshal(b, &d))
 	GaugeFunc("shoudan_issuer_link_up", "x", func() float64 { return 1 })
 	GaugeFunc("shoudan_saf_depth", "x", func() float64 { return 0 })
