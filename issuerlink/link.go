@@ -60,6 +60,7 @@ func Dial(addrs []string, timeout time.Duration, log *slog.Logger) (*Link, error
 			connection.SendTimeout(timeout),
 			connection.IdleTime(20*time.Second),
 			connection.PingHandler(func(c *connection.Connection) { l.echo(c) }),
+			connection.OnConnect(l.signOn),
 			connection.InboundMessageHandler(l.inbound),
 			connection.ErrorHandler(func(err error) {}),
 		)
@@ -113,6 +114,25 @@ func (l *Link) Send(req *upstream.Message) (*upstream.Message, error) {
 	return &out, nil
 }
 
+// signOn is the network sign-on (0800, 60 = 0001) sent on every new connection before it serves
+// requests: an issuer that refuses it leaves the connection out of the pool.
+func (l *Link) signOn(c *connection.Connection) error {
+	trace, tm := l.NextTrace()
+	m, err := upstream.Marshal(&upstream.Message{MTI: "0800", Transmission: tm, Trace: trace, Private: "0001"})
+	if err != nil {
+		return err
+	}
+	resp, err := c.Send(m, connection.SendTimeout(l.Timeout))
+	if err != nil {
+		return fmt.Errorf("issuer sign-on: %w", err)
+	}
+	if code, _ := resp.GetString(39); code != "00" {
+		return fmt.Errorf("issuer sign-on: answered %q", code)
+	}
+	return nil
+}
+
+// echo is the periodic network echo (0820, 60 = 0301) sent on an idle connection.
 func (l *Link) echo(c *connection.Connection) {
 	trace, tm := l.NextTrace()
 	m, _ := upstream.Marshal(&upstream.Message{MTI: "0820", Transmission: tm, Trace: trace, Private: "0301"})
