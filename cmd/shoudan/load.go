@@ -15,7 +15,6 @@ import (
 	"time"
 
 	rc "github.com/shoudan/shoudan/responsecodes"
-	"github.com/shoudan/shoudan/switch/app"
 	"github.com/shoudan/shoudan/terminals"
 	"github.com/shoudan/shoudan/terminals/device"
 	"github.com/spf13/cobra"
@@ -56,11 +55,7 @@ func loadCmd(cfgPath *string) *cobra.Command {
 purchase (chip with PIN), qps (双免: contactless, no PIN), void, reversal, status.
 Terminals are the config's generated load_terminals (TIDs 90000001..).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path, err := configPath(*cfgPath)
-			if err != nil {
-				return err
-			}
-			c, reg, err := app.Load(path)
+			c, reg, err := loadConfig(*cfgPath)
 			if err != nil {
 				return err
 			}

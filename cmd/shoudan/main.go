@@ -84,6 +84,16 @@ func serveCmd(cfgPath *string) *cobra.Command {
 	return cmd
 }
 
+// loadConfig loads the config the tools work with: the given file, or the switch's own
+// data/shoudan.yaml.
+func loadConfig(given string) (*app.Config, *terminals.Registry, error) {
+	path, err := configPath(given)
+	if err != nil {
+		return nil, nil, err
+	}
+	return app.Load(path)
+}
+
 // configPath is the file serve runs with: the one given, or the demo config written under the
 // data directory on first run.
 func configPath(given string) (string, error) {

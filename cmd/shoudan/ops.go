@@ -21,11 +21,7 @@ import (
 // withJournal opens the journal of the config (adopting the private PostgreSQL of a running
 // switch, or starting it for the duration of the command).
 func withJournal(ctx context.Context, cfgPath string, f func(*journal.Journal) error) error {
-	path, err := configPath(cfgPath)
-	if err != nil {
-		return err
-	}
-	c, _, err := app.Load(path)
+	c, _, err := loadConfig(cfgPath)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,6 @@ import (
 	rc "github.com/shoudan/shoudan/responsecodes"
 	"github.com/shoudan/shoudan/spec/keys"
 	"github.com/shoudan/shoudan/spec/pos"
-	"github.com/shoudan/shoudan/switch/app"
 	"github.com/shoudan/shoudan/terminals/device"
 	"github.com/spf13/cobra"
 )
@@ -80,11 +79,7 @@ can follow the purchase it refers to. Terminal details (MID, serial, TMK) come f
 }
 
 func runPOS(w io.Writer, cfgPath, kind string, f posFlags) error {
-	path, err := configPath(cfgPath)
-	if err != nil {
-		return err
-	}
-	c, reg, err := app.Load(path)
+	c, reg, err := loadConfig(cfgPath)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/shoudan/shoudan/switch/app"
 	"github.com/shoudan/shoudan/switch/fixture"
 	"github.com/spf13/cobra"
 )
@@ -17,11 +16,7 @@ func replayCmd(cfgPath *string) *cobra.Command {
 		Short: "Send captured fixtures to a running switch, compare the responses, print pass/fail (exit 1 on any difference)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path, err := configPath(*cfgPath)
-			if err != nil {
-				return err
-			}
-			c, reg, err := app.Load(path)
+			c, reg, err := loadConfig(*cfgPath)
 			if err != nil {
 				return err
 			}

@@ -119,11 +119,7 @@ Nothing is written unless the whole resulting config is valid.`,
 }
 
 func loadRegistry(cfgPath string) (*terminals.Registry, error) {
-	path, err := configPath(cfgPath)
-	if err != nil {
-		return nil, err
-	}
-	_, reg, err := app.Load(path)
+	_, reg, err := loadConfig(cfgPath)
 	return reg, err
 }
 
