@@ -2,7 +2,6 @@ package posswitch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"github.com/shoudan/shoudan/spec/pos"
 	"github.com/shoudan/shoudan/switch/fixture"
 	"github.com/shoudan/shoudan/switch/metrics"
+	"github.com/shoudan/shoudan/switch/netserve"
 	"github.com/shoudan/shoudan/terminals"
 )
 
@@ -51,47 +51,27 @@ func (s *Switch) Listen(cfg ListenerConfig) (*Listener, error) {
 		return nil, err
 	}
 	l := &Listener{Cfg: cfg, Switch: s, ln: ln, slots: make(chan struct{}, cfg.MaxConns), closed: make(chan struct{})}
-	go l.accept()
+	go netserve.Accept(l.ln, l.admit)
 	return l, nil
 }
 
 // Addr is the bound address.
 func (l *Listener) Addr() string { return l.ln.Addr().String() }
 
-type deadlineConn struct {
-	net.Conn
-	d time.Duration
-}
-
-func (c deadlineConn) Write(p []byte) (int, error) {
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.d))
-	return c.Conn.Write(p)
-}
-
-func (l *Listener) accept() {
-	for {
-		nc, err := l.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			time.Sleep(20 * time.Millisecond) // EMFILE and friends: back off, keep accepting
-			continue
-		}
-		select {
-		case l.slots <- struct{}{}:
-		default:
-			nc.Close() // over the connection limit
-			continue
-		}
+// admit takes a connection slot or closes a connection over the limit.
+func (l *Listener) admit(nc net.Conn) {
+	select {
+	case l.slots <- struct{}{}:
 		l.serve(nc)
+	default:
+		nc.Close() // over the connection limit
 	}
 }
 
 func (l *Listener) serve(nc net.Conn) {
 	inflight := make(chan struct{}, l.Cfg.MaxInFlight)
 	var c *connection.Connection
-	c, err := connection.NewFrom(deadlineConn{nc, l.Cfg.WriteTimeout}, pos.Dialect.Spec, nil, nil,
+	c, err := connection.NewFrom(netserve.WriteDeadline(nc, l.Cfg.WriteTimeout), pos.Dialect.Spec, nil, nil,
 		connection.SetMessageReader(pos.Reader{}), connection.SetMessageWriter(pos.Writer{}),
 		connection.SendTimeout(l.Cfg.WriteTimeout+time.Second),
 		connection.ReadTimeout(l.Cfg.IdleTimeout),

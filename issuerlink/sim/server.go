@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -18,6 +17,7 @@ import (
 	"github.com/moov-io/iso8583"
 	connection "github.com/moov-io/iso8583-connection"
 	"github.com/shoudan/shoudan/spec/upstream"
+	"github.com/shoudan/shoudan/switch/netserve"
 	"github.com/shoudan/shoudan/terminals"
 	"gopkg.in/yaml.v3"
 )
@@ -130,7 +130,7 @@ func (s *Server) Start(addr, ctl string) error {
 		return err
 	}
 	s.ln, s.Addr = ln, ln.Addr().String()
-	go s.accept()
+	go netserve.Accept(s.ln, s.serve)
 	if ctl != "" {
 		cl, err := net.Listen("tcp", ctl)
 		if err != nil {
@@ -171,38 +171,18 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-type deadlineConn struct {
-	net.Conn
-	d time.Duration
-}
-
-func (c deadlineConn) Write(p []byte) (int, error) {
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.d))
-	return c.Conn.Write(p)
-}
-
-func (s *Server) accept() {
-	for {
-		nc, err := s.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			time.Sleep(50 * time.Millisecond) // e.g. EMFILE: keep accepting
-			continue
-		}
-		c, err := connection.NewFrom(deadlineConn{nc, 5 * time.Second}, upstream.Dialect.Spec, upstream.ReadLen, upstream.WriteLen,
-			connection.SetMessageReader(upstream.Reader{}), connection.SetMessageWriter(upstream.Writer{}),
-			connection.SendTimeout(10*time.Second),
-			connection.InboundMessageHandler(s.handle),
-			connection.ErrorHandler(func(err error) {}))
-		if err != nil {
-			nc.Close()
-			continue
-		}
-		s.conns.Store(c, struct{}{})
-		go func() { <-c.Done(); s.conns.Delete(c) }()
+func (s *Server) serve(nc net.Conn) {
+	c, err := connection.NewFrom(netserve.WriteDeadline(nc, 5*time.Second), upstream.Dialect.Spec, upstream.ReadLen, upstream.WriteLen,
+		connection.SetMessageReader(upstream.Reader{}), connection.SetMessageWriter(upstream.Writer{}),
+		connection.SendTimeout(10*time.Second),
+		connection.InboundMessageHandler(s.handle),
+		connection.ErrorHandler(func(err error) {}))
+	if err != nil {
+		nc.Close()
+		return
 	}
+	s.conns.Store(c, struct{}{})
+	go func() { <-c.Done(); s.conns.Delete(c) }()
 }
 
 func (s *Server) count(mti string) {
