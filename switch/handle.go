@@ -32,12 +32,11 @@ type Switch struct {
 }
 
 // Handle takes one decoded request and returns the response frame (without LEN), or nil when
-// nothing can be answered.
-func (s *Switch) Handle(ctx context.Context, env terminals.Environment, f *pos.Frame) []byte {
-	t := &Txn{Env: env, Now: s.Now(), Frame: f, Reg: s.Registry.Get()}
+// nothing can be answered, and the transaction kind it was handled as ("unknown" when none).
+func (s *Switch) Handle(ctx context.Context, env terminals.Environment, f *pos.Frame) ([]byte, string) {
+	t := &Txn{Env: env, Now: s.Now(), Frame: f, Reg: s.Registry.Get(), start: time.Now()}
 	resp := s.route(ctx, t)
-	s.observe(t)
-	return resp
+	return resp, s.observe(t)
 }
 
 func (s *Switch) route(ctx context.Context, t *Txn) []byte {
@@ -141,8 +140,8 @@ func (s *Switch) decline(ctx context.Context, t *Txn) []byte {
 	return s.encode(t, &r, code)
 }
 
-// observe writes the transaction's one log line (masked) and counts it.
-func (s *Switch) observe(t *Txn) {
+// observe writes the transaction's one log line (masked), counts it and returns its kind.
+func (s *Switch) observe(t *Txn) string {
 	kind := "unknown"
 	if t.Kind != nil {
 		kind = t.Kind.Name
@@ -161,8 +160,9 @@ func (s *Switch) observe(t *Txn) {
 	if t.Record != nil {
 		attrs = append(attrs, "rrn", t.Record.RRN)
 	}
-	attrs = append(attrs, "ms", float64(time.Since(t.Now).Microseconds())/1000)
+	attrs = append(attrs, "ms", float64(time.Since(t.start).Microseconds())/1000)
 	s.Log.Info("txn", attrs...)
+	return kind
 }
 
 // cardPAN is the PAN from F2 or track 2.

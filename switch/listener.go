@@ -129,7 +129,7 @@ func (l *Listener) handle(c *connection.Connection, m *iso8583.Message) {
 	defer mu.(*sync.Mutex).Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), l.Cfg.RequestTimeout)
 	defer cancel()
-	b := l.Switch.Handle(ctx, l.Cfg.Env, f)
+	b, kind := l.Switch.Handle(ctx, l.Cfg.Env, f)
 	if l.Cfg.Capture != "" && b != nil { // before answering: a fixture exists once its answer does
 		if err := fixture.Capture(l.Cfg.Capture, f.Raw, b); err != nil {
 			l.Switch.Log.Warn("capture failed", "err", err.Error())
@@ -138,7 +138,7 @@ func (l *Listener) handle(c *connection.Connection, m *iso8583.Message) {
 	if b != nil {
 		_, _ = c.Write(pos.WithLen(b))
 	}
-	metrics.TerminalLatency.WithLabelValues(kindOf(f)).Observe(time.Since(start).Seconds())
+	metrics.TerminalLatency.WithLabelValues(kind).Observe(time.Since(start).Seconds())
 }
 
 // Close stops accepting, lets running transactions finish (until ctx ends), then closes every
@@ -152,11 +152,4 @@ func (l *Listener) Close(ctx context.Context) {
 	case <-ctx.Done():
 	}
 	l.conns.Range(func(k, _ any) bool { k.(*connection.Connection).Close(); return true })
-}
-
-func kindOf(f *pos.Frame) string {
-	if k, err := pos.Identify(f); err == nil {
-		return k.Name
-	}
-	return "unknown"
 }

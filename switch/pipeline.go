@@ -32,6 +32,7 @@ type Txn struct {
 	Code     string     // the response code answered
 	Trace    []Decision // the decisions made, in order
 	Passed   []string   // the acquirer checks passed, in order
+	start    time.Time  // wall clock at arrival (Now is the switch's business clock)
 }
 
 // Decision is what a step concluded: the rule, the code and a sentence an operator understands.
