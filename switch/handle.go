@@ -380,13 +380,6 @@ func (s *Switch) sealReversal(m *upstream.Message) []byte {
 	return s.Journal.Vault.Seal(b)
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
-}
-
 func (s *Switch) observeIssuer(sent time.Time, err error) {
 	outcome := "answered"
 	switch {

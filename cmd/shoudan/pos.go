@@ -18,12 +18,12 @@ import (
 
 // posFlags are what a terminal operator types: the terminal, the card and the transaction.
 type posFlags struct {
-	addr, tid, state                  string
-	pan, pin, expiry, entry, track    string
-	amount, rrn, origDate, origBatch  string
-	origSTAN, reason, nmi             string
-	sdk                               string
-	test, asJSON, noSignOn, showFrame bool
+	addr, tid, state                 string
+	pan, pin, expiry, entry          string
+	amount, rrn, origDate, origBatch string
+	origSTAN, reason, nmi            string
+	sdk                              string
+	asJSON, showFrame                bool
 }
 
 // savedState is the terminal's memory between runs of `shoudan pos`: batch, STAN, working keys
