@@ -230,8 +230,7 @@ func TestCrashRecovery(t *testing.T) {
 		t.Skip("builds the binary and kills it 20 times")
 	}
 	r, reg := newRunner(t, sim.Faults{LatencyMinMS: 0, LatencyMaxMS: 3})
-	issuer, prod, url := r.issuer, r.prod, r.url
-	start := r.start
+	issuer, prod, start := r.issuer, r.prod, r.start
 	var terms []*crashTerminal
 	for _, tid := range []string{"10000001", "10000007", "10000008", "10000009", "10000005"} {
 		for _, rt := range reg.Terminals() {
@@ -278,7 +277,6 @@ func TestCrashRecovery(t *testing.T) {
 	wg.Wait()
 
 	ctx := context.Background()
-	_ = url
 	pool := r.pool()
 	eventually(t, 30*time.Second, "the reversal queue drains", func() bool { return queued(pool) == 0 })
 
