@@ -196,9 +196,9 @@ func (s *Switch) record(t *Txn, state byte) *journal.Txn {
 
 // journalRequest is rule 13 and the write-ahead record in one: the insert either takes the
 // transaction's key or finds it taken. A retransmission (same bytes) gets the stored response; a
-// different request under the same key gets 94.
-func (s *Switch) journalRequest(ctx context.Context, t *Txn, more ...func(*pgx.Batch)) ([]byte, bool) {
-	rec := s.record(t, journal.Pending)
+// different request under the same key gets 94. rec is the record to write (s.record, then what
+// the caller adds: the upstream trace and the sealed reversal).
+func (s *Switch) journalRequest(ctx context.Context, t *Txn, rec *journal.Txn, more ...func(*pgx.Batch)) ([]byte, bool) {
 	rec.Rule, rec.Reason = t.Decision.Rule, t.Decision.Reason
 	if t.Orig != nil {
 		rec.OrigID = &t.Orig.ID
@@ -252,22 +252,26 @@ func storedResponse(r pos.FinancialResponse) json.RawMessage {
 }
 
 // financial handles purchase, balance inquiry, void and refund: write-ahead, upstream, outcome.
+// The write-ahead record is one statement: the request, its decision, the upstream trace and,
+// when reversible, the sealed reversal that would undo it, so whatever happens next (timeout,
+// crash, terminal reversal) the data to reverse it is already durable.
 func (s *Switch) financial(ctx context.Context, t *Txn) []byte {
 	up := s.upstreamRequest(t)
 	reversible := t.Kind.Reversible
-	if resp, ok := s.journalRequest(ctx, t); !ok {
-		return resp
+	rec := s.record(t, journal.Pending)
+	rrn, err := s.Journal.NextRRN(ctx)
+	if err != nil {
+		t.Decision = Decision{Rule: "journal", Code: rc.SystemMalfunction, Reason: "the journal is unavailable: never approve without a durable record"}
+		return s.decline(ctx, t)
 	}
-	up.RRN = t.Record.RRN
-	if reversible { // prepare the reversal before anything goes upstream
-		rev := reversalOf(up)
-		if err := s.Journal.Commit(ctx, func(b *pgx.Batch) {
-			journal.MarkUpstreamOp(t.Record.ID)(b)
-			journal.PrepareReversalOp(t.Record.ID, s.sealReversal(rev))(b)
-			b.Queue("UPDATE txn SET up_trace=$2, up_time=$3 WHERE id=$1", t.Record.ID, up.Trace, up.Transmission)
-		}); err != nil {
-			return s.fail(ctx, t, rc.SystemMalfunction, "journal", "the journal is unavailable before going upstream")
-		}
+	rec.RRN, up.RRN = rrn, rrn
+	rec.UpTrace, rec.UpTime = up.Trace, up.Transmission
+	if reversible {
+		rec.WentUpstream = true // from here on an unknown outcome is reversed
+		rec.Reversal = s.sealReversal(reversalOf(up))
+	}
+	if resp, ok := s.journalRequest(ctx, t, rec); !ok {
+		return resp
 	}
 	if len(t.Req.PINBlock) > 0 {
 		zpb, err := s.Security.TranslatePIN(t.Keys.TPK, t.Req.PINBlock, cardPAN(&t.Req))
@@ -282,11 +286,7 @@ func (s *Switch) financial(ctx context.Context, t *Txn) []byte {
 	switch {
 	case errors.Is(err, issuerlink.ErrNoRoute):
 		s.Log.Warn("issuer link: no route", "err", err.Error())
-		var more []func(*pgx.Batch)
-		if reversible {
-			more = append(more, journal.DropReversalOp(t.Record.ID))
-		}
-		return s.finish(ctx, t, journal.Declined, rc.IssuerDown, "issuer-link", "no route to the issuer (link down)", nil, more...)
+		return s.finish(ctx, t, journal.Declined, rc.IssuerDown, "issuer-link", "no route to the issuer (link down)", nil)
 	case err != nil:
 		s.Log.Warn("issuer link: no answer", "err", err.Error(), "trace", up.Trace)
 		var more []func(*pgx.Batch)
@@ -305,8 +305,6 @@ func (s *Switch) financial(ctx context.Context, t *Txn) []byte {
 		case pos.Refund:
 			more = append(more, journal.AddRefundedOp(t.Orig.ID, t.Req.Amount))
 		}
-	} else if reversible {
-		more = append(more, journal.DropReversalOp(t.Record.ID))
 	}
 	return s.finish(ctx, t, state, ans.RespCode, "issuer", "issuer answered "+rc.Describe(ans.RespCode).English, ans, more...)
 }
@@ -325,7 +323,10 @@ func (s *Switch) finish(ctx context.Context, t *Txn, state byte, code, rule, rea
 		}
 	}
 	r.Org = "CUP"
-	o := journal.Outcome{State: state, RespCode: code, Rule: rule, Reason: reason, AuthCode: r.AuthCode, Response: storedResponse(r), WentUpstream: ans != nil}
+	// an approval keeps its prepared reversal (the terminal may still reverse it), a timeout has
+	// just armed it; any other outcome is final and drops it
+	o := journal.Outcome{State: state, RespCode: code, Rule: rule, Reason: reason, AuthCode: r.AuthCode, Response: storedResponse(r),
+		WentUpstream: ans != nil || state == journal.TimedOut, KeepReversal: state == journal.Approved || state == journal.TimedOut}
 	if ans != nil {
 		o.IssuerCode = ans.RespCode
 	}

@@ -130,7 +130,7 @@ func (s *Switch) reversal(ctx context.Context, t *Txn) []byte {
 	if o == nil {
 		t.Decision.Reason = "nothing to reverse: accepted so the terminal can clear its pending reversal"
 	}
-	resp, ok := s.journalRequest(ctx, t, more...)
+	resp, ok := s.journalRequest(ctx, t, s.record(t, journal.Pending), more...)
 	if !ok {
 		return resp
 	}

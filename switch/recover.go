@@ -30,7 +30,8 @@ func (s *Switch) Recover(ctx context.Context) (int, error) {
 	}
 	for _, t := range left {
 		if err := s.Journal.Commit(ctx, func(b *pgx.Batch) {
-			journal.FinishOp(t.ID, journal.Outcome{State: journal.TimedOut, RespCode: "98", Rule: "recovery", Reason: "in flight at the issuer when the switch stopped: reversed"})(b)
+			journal.FinishOp(t.ID, journal.Outcome{State: journal.TimedOut, RespCode: "98", Rule: "recovery",
+				Reason: "in flight at the issuer when the switch stopped: reversed", WentUpstream: true, KeepReversal: true})(b)
 			journal.ArmReversalOp(t.ID)(b)
 		}); err != nil {
 			return 0, err

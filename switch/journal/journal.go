@@ -35,6 +35,7 @@ type Journal struct {
 	done   chan struct{}
 	Stats  func(batch int, d time.Duration) // optional: called after each group commit
 	maxOps int
+	rrns   rrnBlock
 }
 
 type op struct {

@@ -53,26 +53,12 @@ type SAFEntry struct {
 	Created  time.Time
 }
 
-// PrepareReversalOp stores, before a transaction goes upstream, the (sealed) reversal that would
-// undo it, dormant: nothing is sent until it is armed. Whatever happens next (timeout, crash,
-// terminal reversal) the data to reverse is already durable.
-func PrepareReversalOp(txnID int64, sealed []byte) func(*pgx.Batch) {
-	return func(b *pgx.Batch) {
-		b.Queue(`INSERT INTO saf (txn_id, payload, next_at) VALUES ($1, $2, 'infinity') ON CONFLICT (txn_id) DO NOTHING`, txnID, sealed)
-	}
-}
-
-// ArmReversalOp makes a prepared reversal due now (once: an armed or acknowledged one stays as is).
+// ArmReversalOp makes a transaction's prepared reversal (written with its write-ahead record)
+// due now, once: an armed or acknowledged one stays as it is.
 func ArmReversalOp(txnID int64) func(*pgx.Batch) {
 	return func(b *pgx.Batch) {
-		b.Queue(`UPDATE saf SET next_at = now() WHERE txn_id = $1 AND acked_at IS NULL AND next_at = 'infinity'`, txnID)
-	}
-}
-
-// DropReversalOp removes a prepared reversal that will never be needed (the issuer declined).
-func DropReversalOp(txnID int64) func(*pgx.Batch) {
-	return func(b *pgx.Batch) {
-		b.Queue(`DELETE FROM saf WHERE txn_id = $1 AND attempts = 0 AND next_at = 'infinity'`, txnID)
+		b.Queue(`INSERT INTO saf (txn_id, payload, next_at) SELECT id, reversal, now() FROM txn WHERE id = $1 AND reversal IS NOT NULL
+			ON CONFLICT (txn_id) DO NOTHING`, txnID)
 	}
 }
 

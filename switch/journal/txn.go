@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -53,6 +54,9 @@ type Txn struct {
 	OrigID       *int64
 	Refunded     int64
 	Trace        string // the acquirer checks passed, in order, comma-separated
+	// Reversal is the sealed upstream 0420 that would undo the request, written with the
+	// write-ahead record (never read back into Txn: only arming a reversal copies it to saf).
+	Reversal []byte
 }
 
 const txnColumns = `id, created_at, local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount,
@@ -74,8 +78,15 @@ func scanTxn(row pgx.Row) (*Txn, error) {
 
 // Insert journals a transaction (the write-ahead record, or a final decline) through group
 // commit. It reports false, and fills nothing, when a transaction with the same key (day, MID,
-// TID, batch, STAN, MTI) already exists.
+// TID, batch, STAN, MTI) already exists. A transaction without an RRN is given one.
 func (j *Journal) Insert(ctx context.Context, t *Txn, more ...func(*pgx.Batch)) (bool, error) {
+	if t.RRN == "" {
+		rrn, err := j.NextRRN(ctx)
+		if err != nil {
+			return false, err
+		}
+		t.RRN = rrn
+	}
 	inserted := false
 	err := j.Commit(ctx, func(b *pgx.Batch) {
 		queueInsert(b, t, &inserted)
@@ -89,21 +100,45 @@ func (j *Journal) Insert(ctx context.Context, t *Txn, more ...func(*pgx.Batch)) 
 func queueInsert(b *pgx.Batch, t *Txn, inserted *bool) {
 	b.Queue(`INSERT INTO txn (local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount, entry_mode,
 		type_code, pan_masked, pan_hash, card_org, mcc, auth_code, resp_code, issuer_code, state, went_upstream, rule, reason,
-		req_hash, response, orig_id, trace)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28)
+		req_hash, response, orig_id, trace, rrn, up_trace, up_time, reversal)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31,$32)
 		ON CONFLICT (local_day, mid, tid, batch, stan, mti) DO NOTHING
-		RETURNING id, rrn, created_at`,
+		RETURNING id, created_at`,
 		t.LocalDay, t.SettleDate, t.Env, t.MID, t.TID, t.Batch, t.STAN, t.MTI, t.Kind, t.ProcCode, t.Amount, t.EntryMode,
 		t.Type, t.PANMasked, t.PANHash, t.CardOrg, t.MCC, t.AuthCode, t.RespCode, t.IssuerCode, string(t.State), t.WentUpstream,
-		t.Rule, t.Reason, t.ReqHash, nullJSON(t.Response), t.OrigID, t.Trace,
+		t.Rule, t.Reason, t.ReqHash, nullJSON(t.Response), t.OrigID, t.Trace, t.RRN, t.UpTrace, t.UpTime, t.Reversal,
 	).QueryRow(func(row pgx.Row) error {
-		err := row.Scan(&t.ID, &t.RRN, &t.CreatedAt)
+		err := row.Scan(&t.ID, &t.CreatedAt)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
 		*inserted = err == nil
 		return err
 	})
+}
+
+// rrnBlock hands out RRNs from a block of 1000 reserved with one nextval: unique across nodes
+// and restarts (a restart skips the rest of its block), and no round trip per transaction.
+type rrnBlock struct {
+	mu        sync.Mutex
+	next, end int64
+}
+
+// NextRRN returns a new retrieval reference number (F37, 12 digits).
+func (j *Journal) NextRRN(ctx context.Context) (string, error) {
+	r := &j.rrns
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.next >= r.end {
+		var block int64
+		if err := j.Pool.QueryRow(ctx, "SELECT nextval('rrn_block')").Scan(&block); err != nil {
+			return "", fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		r.next, r.end = block*1000, block*1000+1000
+	}
+	n := r.next
+	r.next++
+	return fmt.Sprintf("%012d", n), nil
 }
 
 func nullJSON(b json.RawMessage) any {
@@ -120,12 +155,15 @@ type Outcome struct {
 	IssuerCode   string
 	AuthCode     string
 	Rule, Reason string
-	WentUpstream bool
+	WentUpstream bool // the request reached the issuer, or may have (no answer)
+	// KeepReversal keeps the prepared reversal (approved, or timed out and armed); otherwise the
+	// outcome is final and the sealed reversal is dropped.
+	KeepReversal bool
 	Response     json.RawMessage
 }
 
 // Finish records a transaction's outcome, together with the extra statements (original marked
-// voided or reversed, refunded amount, a queued reversal) in the same commit.
+// voided or reversed, refunded amount, an armed reversal) in the same commit.
 func (j *Journal) Finish(ctx context.Context, id int64, o Outcome, more ...func(*pgx.Batch)) error {
 	return j.Commit(ctx, func(b *pgx.Batch) {
 		FinishOp(id, o)(b)
@@ -139,8 +177,8 @@ func (j *Journal) Finish(ctx context.Context, id int64, o Outcome, more ...func(
 func FinishOp(id int64, o Outcome) func(*pgx.Batch) {
 	return func(b *pgx.Batch) {
 		b.Queue(`UPDATE txn SET state=$2, resp_code=$3, issuer_code=$4, auth_code=$5, rule=$6, reason=$7,
-			went_upstream = went_upstream OR $8, response=$9, updated_at=now() WHERE id=$1`,
-			id, string(o.State), o.RespCode, o.IssuerCode, o.AuthCode, o.Rule, o.Reason, o.WentUpstream, nullJSON(o.Response))
+			went_upstream=$8, response=$9, reversal = CASE WHEN $10 THEN reversal END, updated_at=now() WHERE id=$1`,
+			id, string(o.State), o.RespCode, o.IssuerCode, o.AuthCode, o.Rule, o.Reason, o.WentUpstream, nullJSON(o.Response), o.KeepReversal)
 	}
 }
 
@@ -149,12 +187,6 @@ func SetStateOp(id int64, state byte) func(*pgx.Batch) {
 	return func(b *pgx.Batch) {
 		b.Queue(`UPDATE txn SET state=$2, updated_at=now() WHERE id=$1`, id, string(state))
 	}
-}
-
-// MarkUpstreamOp queues the fact that a transaction is about to go upstream: from here on an
-// unknown outcome must be reversed.
-func MarkUpstreamOp(id int64) func(*pgx.Batch) {
-	return func(b *pgx.Batch) { b.Queue(`UPDATE txn SET went_upstream=true WHERE id=$1`, id) }
 }
 
 // AddRefundedOp queues an increase of an original's refunded amount.
