@@ -36,6 +36,8 @@ type Journal struct {
 	Stats  func(batch int, d time.Duration) // optional: called after each group commit
 	maxOps int
 	rrns   rrnBlock
+	states stateCache
+	cancel context.CancelFunc
 }
 
 type op struct {
@@ -61,6 +63,10 @@ func Open(ctx context.Context, url string, vault *Vault) (*Journal, error) {
 		return nil, err
 	}
 	j := &Journal{Pool: pool, Vault: vault, ops: make(chan op, 4096), stop: make(chan struct{}), done: make(chan struct{}), maxOps: 512}
+	j.states.reset(false)
+	var lctx context.Context
+	lctx, j.cancel = context.WithCancel(context.Background())
+	go j.listenStates(lctx)
 	const committers = 2 // one batch is being committed while the next one fills
 	finished := make(chan struct{}, committers)
 	for range committers {
@@ -77,6 +83,7 @@ func Open(ctx context.Context, url string, vault *Vault) (*Journal, error) {
 
 // Close stops the committers after the queued writes and closes the pool.
 func (j *Journal) Close() {
+	j.cancel()
 	close(j.stop)
 	<-j.done
 	j.Pool.Close()

@@ -16,8 +16,14 @@ type TerminalState struct {
 	KeysEnc  []byte
 }
 
-// TerminalState reads a terminal's state; nil when it never signed on.
+// TerminalState reads a terminal's state; nil when it never signed on. The result is shared:
+// callers must not modify it.
 func (j *Journal) TerminalState(ctx context.Context, mid, tid string) (*TerminalState, error) {
+	key := stateKey(mid, tid)
+	st, gen, ok := j.states.get(key)
+	if ok {
+		return st, nil
+	}
 	var s TerminalState
 	err := j.Pool.QueryRow(ctx, "SELECT batch, signed_on, keys_enc FROM terminal_state WHERE mid=$1 AND tid=$2", mid, tid).Scan(&s.Batch, &s.SignedOn, &s.KeysEnc)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -26,22 +32,27 @@ func (j *Journal) TerminalState(ctx context.Context, mid, tid string) (*Terminal
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	j.states.put(key, &s, gen)
 	return &s, nil
 }
 
-// SignOnOp queues a sign-on: new working keys and the batch the terminal must use.
-func SignOnOp(mid, tid, batch string, keysEnc []byte) func(*pgx.Batch) {
-	return func(b *pgx.Batch) {
+// SignOn records a sign-on: new working keys (sealed) and the batch the terminal must use.
+func (j *Journal) SignOn(ctx context.Context, mid, tid, batch string, keysEnc []byte) error {
+	defer j.states.evict(stateKey(mid, tid)) // whatever the outcome, the next read goes to the journal
+	return j.Commit(ctx, func(b *pgx.Batch) {
 		b.Queue(`INSERT INTO terminal_state (mid, tid, batch, signed_on, keys_enc, signed_on_at) VALUES ($1,$2,$3,true,$4,now())
 			ON CONFLICT (mid, tid) DO UPDATE SET batch=$3, signed_on=true, keys_enc=$4, signed_on_at=now()`, mid, tid, batch, keysEnc)
-	}
+		notifyStateOp(b, mid, tid)
+	})
 }
 
-// SignOffOp queues a sign-off (the keys stay for the terminal's pending reversals).
-func SignOffOp(mid, tid string) func(*pgx.Batch) {
-	return func(b *pgx.Batch) {
+// SignOff records a sign-off (the keys stay for the terminal's pending reversals).
+func (j *Journal) SignOff(ctx context.Context, mid, tid string) error {
+	defer j.states.evict(stateKey(mid, tid))
+	return j.Commit(ctx, func(b *pgx.Batch) {
 		b.Queue(`UPDATE terminal_state SET signed_on=false WHERE mid=$1 AND tid=$2`, mid, tid)
-	}
+		notifyStateOp(b, mid, tid)
+	})
 }
 
 // SAFEntry is a reversal waiting to be delivered upstream.

@@ -103,6 +103,9 @@ type Options struct {
 	DatabaseURL string
 	// IssuerTimeout defaults to 1s.
 	IssuerTimeout time.Duration
+	// Peer makes this switch another node of the same deployment as Peer: the same journal
+	// database and the same journal key (a deployment shares journal.key between its nodes).
+	Peer *Switch
 	// Log receives the switch's log (default: discarded; tests that scan logs set it).
 	Log io.Writer
 }
@@ -147,6 +150,16 @@ func Start(t testing.TB, o Options) *Switch {
 	}
 	c.DataDir = dir
 	c.Database.URL = o.DatabaseURL
+	if o.Peer != nil {
+		c.Database.URL = o.Peer.Config.Database.URL
+		key, err := os.ReadFile(o.Peer.Config.DataDir + "/journal.key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dir+"/journal.key", key, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if c.Database.URL == "" {
 		c.Database.URL = Database(t)
 	}
