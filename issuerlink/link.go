@@ -12,6 +12,7 @@ import (
 
 	"github.com/moov-io/iso8583"
 	connection "github.com/moov-io/iso8583-connection"
+	"github.com/shoudan/shoudan/spec"
 	"github.com/shoudan/shoudan/spec/upstream"
 )
 
@@ -108,7 +109,7 @@ func (l *Link) Send(req *upstream.Message) (*upstream.Message, error) {
 		return nil, fmt.Errorf("%w: %v", ErrNoRoute, err)
 	}
 	var out upstream.Message
-	if err := resp.Unmarshal(&out); err != nil {
+	if err := spec.Unmarshal(resp, &out); err != nil {
 		return nil, fmt.Errorf("%w: undecodable answer: %v", ErrTimeout, err)
 	}
 	return &out, nil
@@ -141,7 +142,7 @@ func (l *Link) echo(c *connection.Connection) {
 
 func (l *Link) inbound(c *connection.Connection, m *iso8583.Message) {
 	var msg upstream.Message
-	if m.Unmarshal(&msg) != nil {
+	if spec.Unmarshal(m, &msg) != nil {
 		return
 	}
 	if l.Late != nil && len(msg.MTI) == 4 && (msg.MTI[2] == '1' || msg.MTI[2] == '3') {

@@ -43,12 +43,22 @@ type Span struct{ Start, End int }
 type Layout struct {
 	Head    Span // header and MTI
 	Bitmap  Span
-	Fields  [129]Span
-	Present []int // field numbers in wire order
+	Present []int  // field numbers in wire order
+	Spans   []Span // Spans[i] is where field Present[i] lies
+}
+
+// Field is where field id lies in the frame (zero when absent).
+func (l *Layout) Field(id int) Span {
+	for i, p := range l.Present {
+		if p == id {
+			return l.Spans[i]
+		}
+	}
+	return Span{}
 }
 
 // Has reports whether field id is present.
-func (l *Layout) Has(id int) bool { return id > 1 && id < len(l.Fields) && l.Fields[id].End > 0 }
+func (l *Layout) Has(id int) bool { return id > 1 && l.Field(id).End > 0 }
 
 // Dialect is a message format: its field table (as data), the size of what precedes the bitmap,
 // and the moov-io/iso8583 spec built from them.
@@ -94,7 +104,7 @@ func (d *Dialect) name(id int) string {
 // Walk finds every field of a frame without decoding values: it checks the bitmap, every length
 // prefix, truncation, undefined bits and trailing bytes, and reports the first problem precisely.
 func (d *Dialect) Walk(frame []byte) (*Layout, error) {
-	l := &Layout{}
+	l := &Layout{Present: make([]int, 0, 24), Spans: make([]Span, 0, 24)}
 	if len(frame) < d.HeadSize+8 {
 		return nil, &FieldError{Field: -1, Offset: len(frame), Expected: fmt.Sprintf("at least %d bytes (header, MTI and bitmap)", d.HeadSize+8), Found: fmt.Sprintf("%d bytes", len(frame))}
 	}
@@ -130,8 +140,8 @@ func (d *Dialect) Walk(frame []byte) (*Layout, error) {
 		if off+size > len(frame) {
 			return nil, &FieldError{Field: id, Name: def.Name, Offset: len(frame), Expected: fmt.Sprintf("%d bytes for %s", size, def.Format()), Found: fmt.Sprintf("frame ends after %d", len(frame)-off)}
 		}
-		l.Fields[id] = Span{off, off + size}
 		l.Present = append(l.Present, id)
+		l.Spans = append(l.Spans, Span{off, off + size})
 		off += size
 	}
 	if off != len(frame) {
@@ -185,7 +195,7 @@ func (d *Dialect) Unpack(frame []byte) (*iso8583.Message, *Layout, error) {
 		case id == 1:
 			start = l.Bitmap.Start
 		case id > 1:
-			start = l.Fields[id].Start + d.Def(id).prefixSize()
+			start = l.Field(id).Start + d.Def(id).prefixSize()
 		}
 		return nil, nil, d.wrap(id, start, err)
 	}

@@ -70,7 +70,7 @@ func TestMalformedFrames(t *testing.T) {
 		b, _ := pos.Encode(m, nil)
 		f, err := pos.Decode(b)
 		require.NoError(t, err)
-		b[f.Layout.Fields[4].Start] = 0xAA // amount digits A A
+		b[f.Layout.Field(4).Start] = 0xAA // amount digits A A
 		r, err := d.RoundTrip(b)
 		require.NoError(t, err)
 		assert.Equal(t, rc.FormatError, r.Code())

@@ -67,7 +67,7 @@ func (s *Switch) FormatError(raw []byte, claimedMTI string, err error) []byte {
 		return nil
 	}
 	m := pos.NewMessage()
-	_ = m.Marshal(&pos.Answer{Terminal: pos.Terminal{Head: h.Head.Reply(respMTI(claimedMTI), pos.ProcNone)}, RespCode: rc.FormatError})
+	_ = spec.Marshal(m, &pos.Answer{Terminal: pos.Terminal{Head: h.Head.Reply(respMTI(claimedMTI), pos.ProcNone)}, RespCode: rc.FormatError})
 	b, perr := pos.Encode(m, nil)
 	if perr != nil {
 		return nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	rc "github.com/shoudan/shoudan/responsecodes"
+	"github.com/shoudan/shoudan/spec"
 	"github.com/shoudan/shoudan/spec/keys"
 	"github.com/shoudan/shoudan/spec/pos"
 	"github.com/shoudan/shoudan/terminals"
@@ -20,7 +21,7 @@ func checkFrame(_ context.Context, _ *Switch, t *Txn) (string, string) {
 		return rc.FormatError, err.Error()
 	}
 	t.Kind = k
-	if err := t.Frame.Msg.Unmarshal(&t.Req); err != nil {
+	if err := spec.Unmarshal(t.Frame.Msg, &t.Req); err != nil {
 		return rc.FormatError, "fields do not fit their types: " + err.Error()
 	}
 	t.F60, _ = pos.ParseF60(t.Req.Custom)

@@ -51,6 +51,7 @@ func serveCmd(cfgPath *string) *cobra.Command {
 					return err
 				}
 			}
+			app.TuneRuntime()
 			log := app.NewLogger(c, os.Stderr)
 			ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/moov-io/iso8583"
 	connection "github.com/moov-io/iso8583-connection"
+	"github.com/shoudan/shoudan/spec"
 	"github.com/shoudan/shoudan/spec/upstream"
 	"github.com/shoudan/shoudan/switch/netserve"
 	"github.com/shoudan/shoudan/terminals"
@@ -192,7 +193,7 @@ func (s *Server) count(mti string) {
 
 func (s *Server) handle(c *connection.Connection, m *iso8583.Message) {
 	var req upstream.Message
-	if err := m.Unmarshal(&req); err != nil {
+	if err := spec.Unmarshal(m, &req); err != nil {
 		return
 	}
 	s.count(req.MTI)

@@ -32,7 +32,7 @@ func (f *Frame) Head() Head { return f.Msg.GetField(0).(*HeadField).Head }
 // before 64 (protocol.md §6).
 func (f *Frame) MAB() []byte {
 	if f.Layout.Has(64) {
-		return f.Raw[11:f.Layout.Fields[64].Start]
+		return f.Raw[11:f.Layout.Field(64).Start]
 	}
 	return f.Raw[11:]
 }
@@ -42,7 +42,7 @@ func (f *Frame) MAC() []byte {
 	if !f.Layout.Has(64) {
 		return nil
 	}
-	return f.Raw[f.Layout.Fields[64].End-8 : f.Layout.Fields[64].End]
+	return f.Raw[f.Layout.Field(64).End-8 : f.Layout.Field(64).End]
 }
 
 // Has reports whether field id is present.

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shoudan/shoudan/spec"
 	"github.com/stretchr/testify/require"
 )
 
@@ -50,8 +51,12 @@ func golden(t *testing.T, frame []byte, want any) {
 	f, err := Decode(frame)
 	require.NoError(t, err)
 	got := reflect.New(reflect.TypeOf(want)).Interface()
-	require.NoError(t, f.Msg.Unmarshal(got))
+	require.NoError(t, spec.Unmarshal(f.Msg, got))
 	require.Equal(t, want, reflect.ValueOf(got).Elem().Interface())
+	// spec.Unmarshal (tags read once per type) gives what the library's own Unmarshal gives
+	lib := reflect.New(reflect.TypeOf(want)).Interface()
+	require.NoError(t, f.Msg.Unmarshal(lib))
+	require.Equal(t, lib, got)
 
 	m, err := Marshal(ptr(want))
 	require.NoError(t, err)
@@ -62,6 +67,12 @@ func golden(t *testing.T, frame []byte, want any) {
 	packed, err := Encode(m, mac)
 	require.NoError(t, err)
 	require.Equal(t, hex.EncodeToString(frame), hex.EncodeToString(packed))
+	// and spec.Marshal (behind Marshal) packs what the library's own Marshal packs
+	libm := NewMessage()
+	require.NoError(t, libm.Marshal(ptr(want)))
+	libPacked, err := Encode(libm, mac)
+	require.NoError(t, err)
+	require.Equal(t, hex.EncodeToString(packed), hex.EncodeToString(libPacked))
 }
 
 func ptr(v any) any {

@@ -2,6 +2,7 @@ package pos
 
 import (
 	"github.com/moov-io/iso8583"
+	"github.com/shoudan/shoudan/spec"
 )
 
 // The typed messages. Building blocks first; each transaction's request and response composes
@@ -185,7 +186,7 @@ type BatchUploadResponse struct {
 // Marshal builds a terminal-dialect message from a typed struct.
 func Marshal(v any) (*iso8583.Message, error) {
 	m := NewMessage()
-	if err := m.Marshal(v); err != nil {
+	if err := spec.Marshal(m, v); err != nil {
 		return nil, err
 	}
 	return m, nil

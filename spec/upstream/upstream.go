@@ -139,7 +139,7 @@ func Key(m *Message) string {
 // Marshal builds a message from a typed struct.
 func Marshal(m *Message) (*iso8583.Message, error) {
 	msg := iso8583.NewMessage(Dialect.Spec)
-	return msg, msg.Marshal(m)
+	return msg, spec.Marshal(msg, m)
 }
 
 // Unmarshal decodes bytes into a typed struct.
@@ -149,7 +149,7 @@ func Unmarshal(b []byte) (*Message, error) {
 		return nil, err
 	}
 	var m Message
-	return &m, msg.Unmarshal(&m)
+	return &m, spec.Unmarshal(msg, &m)
 }
 
 // ReadLen and WriteLen are the 4-character ASCII length framing for iso8583-connection.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	rc "github.com/shoudan/shoudan/responsecodes"
+	"github.com/shoudan/shoudan/spec"
 	"github.com/shoudan/shoudan/spec/keys"
 	"github.com/shoudan/shoudan/spec/pos"
 )
@@ -204,7 +205,7 @@ func (t *Terminal) RoundTrip(frame []byte) (*Result, error) {
 	if res.Frame, err = pos.Decode(raw); err != nil {
 		return res, fmt.Errorf("response does not decode: %w", err)
 	}
-	if err := res.Frame.Msg.Unmarshal(&res.Resp); err != nil {
+	if err := spec.Unmarshal(res.Frame.Msg, &res.Resp); err != nil {
 		return res, fmt.Errorf("response fields: %w", err)
 	}
 	if res.Frame.Has(64) {
@@ -226,7 +227,7 @@ func (t *Terminal) SignOn() (*Result, error) {
 		return res, err
 	}
 	var r pos.SignOnResponse
-	if err := res.Frame.Msg.Unmarshal(&r); err != nil {
+	if err := spec.Unmarshal(res.Frame.Msg, &r); err != nil {
 		return res, err
 	}
 	wk, err := keys.ParseKeyBlock(t.TMK, t.NMI, r.Keys)
