@@ -15,6 +15,7 @@ import (
 	"time"
 
 	rc "github.com/shoudan/shoudan/responsecodes"
+	"github.com/shoudan/shoudan/switch/app"
 	"github.com/shoudan/shoudan/terminals"
 	"github.com/shoudan/shoudan/terminals/device"
 	"github.com/spf13/cobra"
@@ -62,6 +63,7 @@ Terminals are the config's generated load_terminals (TIDs 90000001..).`,
 			if f.addr == "" {
 				f.addr = c.Listeners[0].Addr
 			}
+			app.TuneRuntime() // the generator shares the machine: the same GC setting as the switch
 			rep, err := runLoad(cmd.Context(), reg, f, cmd.ErrOrStderr())
 			if err != nil {
 				return err
