@@ -94,6 +94,10 @@ func TestHappyPaths(t *testing.T) {
 	assert.Equal(t, int64(10000), p.Resp.Amount)
 	assert.Equal(t, goodPAN, p.Resp.PAN, "F2 as sent")
 	assert.Equal(t, "48020000", p.Resp.Acquirer)
+	row, err := s.Journal.ByRRN(t.Context(), p.Resp.RRN)
+	require.NoError(t, err)
+	assert.Positive(t, row.IssuerMicros, "the issuer's round trip is journaled")
+	assert.Less(t, row.IssuerMicros, p.Latency.Microseconds(), "and is part of the terminal's")
 
 	q, err := d.Purchase(tap, 5000) // 双免
 	require.Equal(t, rc.Approved, code(t, q, err))

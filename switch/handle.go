@@ -282,7 +282,8 @@ func (s *Switch) financial(ctx context.Context, t *Txn) []byte {
 	}
 	sent := time.Now()
 	ans, err := s.Link.Send(up)
-	s.observeIssuer(sent, err)
+	t.IssuerRTT = time.Since(sent)
+	s.observeIssuer(t.IssuerRTT, err)
 	switch {
 	case errors.Is(err, issuerlink.ErrNoRoute):
 		s.Log.Warn("issuer link: no route", "err", err.Error())
@@ -326,7 +327,8 @@ func (s *Switch) finish(ctx context.Context, t *Txn, state byte, code, rule, rea
 	// an approval keeps its prepared reversal (the terminal may still reverse it), a timeout has
 	// just armed it; any other outcome is final and drops it
 	o := journal.Outcome{State: state, RespCode: code, Rule: rule, Reason: reason, AuthCode: r.AuthCode, Response: storedResponse(r),
-		WentUpstream: ans != nil || state == journal.TimedOut, KeepReversal: state == journal.Approved || state == journal.TimedOut}
+		WentUpstream: ans != nil || state == journal.TimedOut, KeepReversal: state == journal.Approved || state == journal.TimedOut,
+		IssuerMicros: t.IssuerRTT.Microseconds()}
 	if ans != nil {
 		o.IssuerCode = ans.RespCode
 	}
@@ -381,7 +383,7 @@ func (s *Switch) sealReversal(m *upstream.Message) []byte {
 	return s.Journal.Vault.Seal(b)
 }
 
-func (s *Switch) observeIssuer(sent time.Time, err error) {
+func (s *Switch) observeIssuer(rtt time.Duration, err error) {
 	outcome := "answered"
 	switch {
 	case errors.Is(err, issuerlink.ErrNoRoute):
@@ -389,5 +391,5 @@ func (s *Switch) observeIssuer(sent time.Time, err error) {
 	case err != nil:
 		outcome = "timeout"
 	}
-	metrics.IssuerLatency.WithLabelValues(outcome).Observe(time.Since(sent).Seconds())
+	metrics.IssuerLatency.WithLabelValues(outcome).Observe(rtt.Seconds())
 }

@@ -15,24 +15,25 @@ import (
 
 // Txn is one transaction on its way through the switch.
 type Txn struct {
-	Env      terminals.Environment
-	Now      time.Time
-	Frame    *pos.Frame
-	Kind     *pos.Kind
-	Req      pos.Request
-	F60      pos.F60
-	Reg      *terminals.Registry
-	Terminal *terminals.Terminal
-	Merchant *terminals.Merchant
-	State    *journal.TerminalState
-	Keys     keys.WorkingKeys
-	Orig     *journal.Txn // the original of a void, refund or reversal
-	Record   *journal.Txn // the journal row
-	Decision Decision
-	Code     string     // the response code answered
-	Trace    []Decision // the decisions made, in order
-	Passed   []string   // the acquirer checks passed, in order
-	start    time.Time  // wall clock at arrival (Now is the switch's business clock)
+	Env       terminals.Environment
+	Now       time.Time
+	Frame     *pos.Frame
+	Kind      *pos.Kind
+	Req       pos.Request
+	F60       pos.F60
+	Reg       *terminals.Registry
+	Terminal  *terminals.Terminal
+	Merchant  *terminals.Merchant
+	State     *journal.TerminalState
+	Keys      keys.WorkingKeys
+	Orig      *journal.Txn // the original of a void, refund or reversal
+	Record    *journal.Txn // the journal row
+	Decision  Decision
+	Code      string        // the response code answered
+	Trace     []Decision    // the decisions made, in order
+	Passed    []string      // the acquirer checks passed, in order
+	IssuerRTT time.Duration // the issuer's round trip, when it went upstream
+	start     time.Time     // wall clock at arrival (Now is the switch's business clock)
 }
 
 // Decision is what a step concluded: the rule, the code and a sentence an operator understands.

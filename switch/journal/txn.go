@@ -54,6 +54,7 @@ type Txn struct {
 	OrigID       *int64
 	Refunded     int64
 	Trace        string // the acquirer checks passed, in order, comma-separated
+	IssuerMicros int64  // the issuer's round trip (0: none)
 	// Reversal is the sealed upstream 0420 that would undo the request, written with the
 	// write-ahead record (never read back into Txn: only arming a reversal copies it to saf).
 	Reversal []byte
@@ -61,14 +62,14 @@ type Txn struct {
 
 const txnColumns = `id, created_at, local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount,
 	entry_mode, type_code, pan_masked, pan_hash, card_org, mcc, rrn, auth_code, resp_code, issuer_code, up_trace, up_time, state,
-	went_upstream, rule, reason, req_hash, response, orig_id, refunded, trace`
+	went_upstream, rule, reason, req_hash, response, orig_id, refunded, trace, coalesce(issuer_us, 0)`
 
 func scanTxn(row pgx.Row) (*Txn, error) {
 	var t Txn
 	var state string
 	err := row.Scan(&t.ID, &t.CreatedAt, &t.LocalDay, &t.SettleDate, &t.Env, &t.MID, &t.TID, &t.Batch, &t.STAN, &t.MTI, &t.Kind,
 		&t.ProcCode, &t.Amount, &t.EntryMode, &t.Type, &t.PANMasked, &t.PANHash, &t.CardOrg, &t.MCC, &t.RRN, &t.AuthCode,
-		&t.RespCode, &t.IssuerCode, &t.UpTrace, &t.UpTime, &state, &t.WentUpstream, &t.Rule, &t.Reason, &t.ReqHash, &t.Response, &t.OrigID, &t.Refunded, &t.Trace)
+		&t.RespCode, &t.IssuerCode, &t.UpTrace, &t.UpTime, &state, &t.WentUpstream, &t.Rule, &t.Reason, &t.ReqHash, &t.Response, &t.OrigID, &t.Refunded, &t.Trace, &t.IssuerMicros)
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +142,13 @@ func (j *Journal) NextRRN(ctx context.Context) (string, error) {
 	return fmt.Sprintf("%012d", n), nil
 }
 
+func nullInt(n int64) any {
+	if n == 0 {
+		return nil
+	}
+	return n
+}
+
 func nullJSON(b json.RawMessage) any {
 	if len(b) == 0 {
 		return nil
@@ -159,6 +167,7 @@ type Outcome struct {
 	// KeepReversal keeps the prepared reversal (approved, or timed out and armed); otherwise the
 	// outcome is final and the sealed reversal is dropped.
 	KeepReversal bool
+	IssuerMicros int64 // the issuer's round trip, when it went upstream
 	Response     json.RawMessage
 }
 
@@ -177,8 +186,9 @@ func (j *Journal) Finish(ctx context.Context, id int64, o Outcome, more ...func(
 func FinishOp(id int64, o Outcome) func(*pgx.Batch) {
 	return func(b *pgx.Batch) {
 		b.Queue(`UPDATE txn SET state=$2, resp_code=$3, issuer_code=$4, auth_code=$5, rule=$6, reason=$7,
-			went_upstream=$8, response=$9, reversal = CASE WHEN $10 THEN reversal END, updated_at=now() WHERE id=$1`,
-			id, string(o.State), o.RespCode, o.IssuerCode, o.AuthCode, o.Rule, o.Reason, o.WentUpstream, nullJSON(o.Response), o.KeepReversal)
+			went_upstream=$8, response=$9, reversal = CASE WHEN $10 THEN reversal END, issuer_us = $11, updated_at=now() WHERE id=$1`,
+			id, string(o.State), o.RespCode, o.IssuerCode, o.AuthCode, o.Rule, o.Reason, o.WentUpstream, nullJSON(o.Response), o.KeepReversal,
+			nullInt(o.IssuerMicros))
 	}
 }
 
