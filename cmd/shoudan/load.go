@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -64,7 +65,7 @@ Terminals are the config's generated load_terminals (TIDs 90000001..).`,
 				f.addr = c.Listeners[0].Addr
 			}
 			app.TuneRuntime() // the generator shares the machine: the same GC setting as the switch
-			rep, err := runLoad(cmd.Context(), reg, f, cmd.ErrOrStderr())
+			rep, _, err := runLoad(cmd.Context(), reg, f, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -153,16 +154,19 @@ func (lt *loadTerminal) do(kind string) (*device.Result, error) {
 	return r, err
 }
 
+// sample is one transaction as the generator saw it: latency from its scheduled moment (open
+// loop) or its start, the terminal's own round trip, and the RRN the switch answered with.
 type sample struct {
-	lat  time.Duration
-	code string
-	err  bool
+	lat, rtt time.Duration
+	code     string
+	rrn      string
+	err      bool
 }
 
-func runLoad(ctx context.Context, reg *terminals.Registry, f loadFlags, progress io.Writer) (*LoadReport, error) {
+func runLoad(ctx context.Context, reg *terminals.Registry, f loadFlags, progress io.Writer) (*LoadReport, []sample, error) {
 	mix, total, err := parseMix(f.mix)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	need := f.terminals + f.idle
 	byTID := map[string]*terminals.Terminal{}
@@ -173,7 +177,7 @@ func runLoad(ctx context.Context, reg *terminals.Registry, f loadFlags, progress
 	for i := 0; i < need; i++ {
 		t := byTID[terminals.LoadTID(i)]
 		if t == nil {
-			return nil, fmt.Errorf("load terminal %s is not in the config: raise load_terminals.count to at least %d", terminals.LoadTID(i), need)
+			return nil, nil, fmt.Errorf("load terminal %s is not in the config: raise load_terminals.count to at least %d", terminals.LoadTID(i), need)
 		}
 		cfgs = append(cfgs, device.Config{TID: t.TID, MID: t.MID, Serial: t.Serial, TMK: t.TMK, Timeout: 15 * time.Second})
 	}
@@ -211,7 +215,7 @@ func runLoad(ctx context.Context, reg *terminals.Registry, f loadFlags, progress
 		}
 	}()
 	if e := firstErr.Load(); e != nil {
-		return nil, e.(error)
+		return nil, nil, e.(error)
 	}
 	active := terms[:f.terminals]
 	pick := func() string {
@@ -241,7 +245,7 @@ func runLoad(ctx context.Context, reg *terminals.Registry, f loadFlags, progress
 		r, err := t.do(pick())
 		s := sample{lat: time.Since(scheduled), err: err != nil}
 		if err == nil {
-			s.code = r.Code()
+			s.code, s.rrn, s.rtt = r.Code(), r.Resp.RRN, r.Latency
 		}
 		record(s)
 		free <- t
@@ -308,7 +312,7 @@ func runLoad(ctx context.Context, reg *terminals.Registry, f loadFlags, progress
 	if !f.quiet {
 		fmt.Fprintln(progress)
 	}
-	return report("shoudan", mode, f.terminals, f.idle, time.Since(start), samples), nil
+	return report("shoudan", mode, f.terminals, f.idle, time.Since(start), samples), samples, nil
 }
 
 func report(name, mode string, terms, idle int, elapsed time.Duration, samples []sample) *LoadReport {
@@ -327,17 +331,24 @@ func report(name, mode string, terms, idle int, elapsed time.Duration, samples [
 		lats = append(lats, s.lat.Seconds()*1000)
 	}
 	rep.Throughput = float64(rep.Requests) / elapsed.Seconds()
-	sort.Float64s(lats)
+	rep.LatencyMS = percentiles(lats)
+	return rep
+}
+
+// percentiles of values (ms): p50, p90, p99, p99.9 and max.
+func percentiles(v []float64) map[string]float64 {
+	out := map[string]float64{}
+	sort.Float64s(v)
 	for _, p := range []struct {
 		name string
 		q    float64
 	}{{"p50", .5}, {"p90", .9}, {"p99", .99}, {"p99.9", .999}, {"max", 1}} {
-		if len(lats) > 0 {
-			i := int(p.q*float64(len(lats))) - 1
-			rep.LatencyMS[p.name] = lats[max(0, min(i, len(lats)-1))]
+		if len(v) > 0 {
+			i := int(math.Ceil(p.q*float64(len(v)))) - 1
+			out[p.name] = v[max(0, min(i, len(v)-1))]
 		}
 	}
-	return rep
+	return out
 }
 
 func printReport(w io.Writer, r *LoadReport, asJSON bool) error {
