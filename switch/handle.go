@@ -61,9 +61,11 @@ func (s *Switch) route(ctx context.Context, t *Txn) []byte {
 }
 
 // FormatError answers a frame that did not decode, when its head could be read.
-func (s *Switch) FormatError(raw []byte, claimedMTI string, err error) []byte {
+func (s *Switch) FormatError(raw []byte, err error) []byte {
 	var h pos.HeadField
-	if _, herr := h.Unpack(raw); herr != nil || len(claimedMTI) != 4 || claimedMTI[2]%2 == 1 {
+	_, herr := h.Unpack(raw)
+	claimedMTI := h.Head.MTI
+	if herr != nil || len(claimedMTI) != 4 || claimedMTI[2]%2 == 1 {
 		return nil
 	}
 	m := pos.NewMessage()

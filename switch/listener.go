@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/moov-io/iso8583"
-	connection "github.com/moov-io/iso8583-connection"
 	"github.com/shoudan/shoudan/spec/pos"
 	"github.com/shoudan/shoudan/switch/fixture"
 	"github.com/shoudan/shoudan/switch/metrics"
@@ -28,16 +26,19 @@ type ListenerConfig struct {
 	Capture        string        // directory for captured QA fixtures ("" = off; never on production)
 }
 
-// Listener accepts terminals with its own accept loop (the library's server stops accepting on
-// its first error) and drives each socket with iso8583-connection.
+// Listener accepts terminals with its own accept loop and drives each socket with one goroutine
+// that reads frames (plus one per message being handled). A terminal is a strict request /
+// response peer, so the multiplexing connection of iso8583-connection (three goroutines per
+// socket, kept for the issuer link) is not needed here: with 10,000 idle terminals its
+// goroutine stacks alone were 125 MB of the switch's memory (issue 7).
 type Listener struct {
 	Cfg    ListenerConfig
 	Switch *Switch
 	ln     net.Listener
 	slots  chan struct{}
 	wg     sync.WaitGroup // running transactions
-	conns  sync.Map
-	order  sync.Map // TID|MID → *sync.Mutex: one transaction at a time per terminal
+	conns  sync.Map       // net.Conn → struct{}
+	order  sync.Map       // TID|MID → *sync.Mutex: one transaction at a time per terminal
 	closed chan struct{}
 }
 
@@ -62,68 +63,81 @@ func (l *Listener) Addr() string { return l.ln.Addr().String() }
 func (l *Listener) admit(nc net.Conn) {
 	select {
 	case l.slots <- struct{}{}:
-		l.serve(nc)
+		go l.serve(nc)
 	default:
 		nc.Close() // over the connection limit
 	}
 }
 
+// serve reads frames until the terminal hangs up, stays silent for IdleTimeout (also in the
+// middle of a frame), sends a LEN out of range, or floods (more than MaxInFlight messages in
+// progress). Each frame is handled on its own goroutine; answers are written whole, one at a
+// time, each with a write deadline.
 func (l *Listener) serve(nc net.Conn) {
-	inflight := make(chan struct{}, l.Cfg.MaxInFlight)
-	var c *connection.Connection
-	c, err := connection.NewFrom(netserve.WriteDeadline(nc, l.Cfg.WriteTimeout), pos.Dialect.Spec, nil, nil,
-		connection.SetMessageReader(pos.Reader{}), connection.SetMessageWriter(pos.Writer{}),
-		connection.SendTimeout(l.Cfg.WriteTimeout+time.Second),
-		connection.ReadTimeout(l.Cfg.IdleTimeout),
-		connection.ReadTimeoutHandler(func(c *connection.Connection) { c.Close() }),
-		connection.ErrorHandler(func(error) {}),
-		connection.InboundMessageHandler(func(c *connection.Connection, m *iso8583.Message) {
-			select {
-			case inflight <- struct{}{}:
-			default:
-				c.Close() // a terminal sends one request at a time; this one floods
-				return
-			}
-			defer func() { <-inflight }()
-			l.handle(c, m)
-		}),
-	)
-	if err != nil {
-		nc.Close()
-		<-l.slots
-		return
-	}
-	l.conns.Store(c, struct{}{})
+	l.conns.Store(nc, struct{}{})
 	gauge := metrics.ConnectedTerminals.WithLabelValues(string(l.Cfg.Env))
 	gauge.Inc()
-	go func() {
-		<-c.Done()
+	defer func() {
+		nc.Close()
 		gauge.Dec()
-		l.conns.Delete(c)
+		l.conns.Delete(nc)
 		<-l.slots
 	}()
+	w := &answerWriter{conn: netserve.WriteDeadline(nc, l.Cfg.WriteTimeout)}
+	inflight := make(chan struct{}, l.Cfg.MaxInFlight)
+	for {
+		_ = nc.SetReadDeadline(time.Now().Add(l.Cfg.IdleTimeout))
+		raw, err := pos.ReadFrame(nc)
+		if err != nil {
+			return
+		}
+		select {
+		case inflight <- struct{}{}:
+		default:
+			return // a terminal sends one request at a time; this one floods
+		}
+		go func() {
+			defer func() { <-inflight }()
+			if !l.handle(w, raw) {
+				nc.Close()
+			}
+		}()
+	}
 }
 
-func (l *Listener) handle(c *connection.Connection, m *iso8583.Message) {
+// answerWriter writes whole answers (LEN and body in one Write), one at a time.
+type answerWriter struct {
+	mu   sync.Mutex
+	conn net.Conn
+}
+
+func (w *answerWriter) write(b []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, err := w.conn.Write(pos.WithLen(b)); err != nil {
+		w.conn.Close() // a terminal that cannot take its answer gets a closed connection
+	}
+}
+
+// handle answers one frame; false means the connection must be closed.
+func (l *Listener) handle(w *answerWriter, raw []byte) bool {
 	l.wg.Add(1)
 	defer l.wg.Done()
 	start := time.Now()
-	f, err := pos.FrameOf(m)
+	f, err := pos.Decode(raw)
 	if err != nil {
 		metrics.FormatErrors.Inc()
-		hf := m.GetField(0).(*pos.HeadField)
-		if b := l.Switch.FormatError(hf.Raw, hf.ClaimedMTI, err); b != nil {
-			_, _ = c.Write(pos.WithLen(b))
-			return
+		if b := l.Switch.FormatError(raw, err); b != nil {
+			w.write(b)
+			return true
 		}
 		// no head to answer to: a closed connection is the only clear answer (never a stuck socket)
 		l.Switch.Log.Info("undecodable frame without a readable head: connection closed", "err", err.Error())
-		c.Close()
-		return
+		return false
 	}
 	// per-terminal order: a reversal waits for its original to finish
-	tid, _ := m.GetString(41)
-	mid, _ := m.GetString(42)
+	tid, _ := f.Msg.GetString(41)
+	mid, _ := f.Msg.GetString(42)
 	mu, _ := l.order.LoadOrStore(tid+"|"+mid, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
@@ -136,9 +150,10 @@ func (l *Listener) handle(c *connection.Connection, m *iso8583.Message) {
 		}
 	}
 	if b != nil {
-		_, _ = c.Write(pos.WithLen(b))
+		w.write(b)
 	}
 	metrics.TerminalLatency.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+	return true
 }
 
 // Close stops accepting, lets running transactions finish (until ctx ends), then closes every
@@ -151,5 +166,5 @@ func (l *Listener) Close(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 	}
-	l.conns.Range(func(k, _ any) bool { k.(*connection.Connection).Close(); return true })
+	l.conns.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
 }

@@ -68,20 +68,15 @@ func TestPadNibbleFAcceptedZeroWritten(t *testing.T) {
 	require.Equal(t, byte(0x30), out[31]) // last PAN byte (offsets 22..31): 3 then pad 0
 }
 
-func TestReaderHandsOnUndecodableFrames(t *testing.T) {
-	bad := append(echoFrame(t), 0xFF)
-	m, err := Reader{}.ReadMessage(bytesReader(WithLen(bad)))
+func TestReadFrameRefusesLengthsOutOfRange(t *testing.T) {
+	raw, err := ReadFrame(bytesReader(WithLen(echoFrame(t))))
 	require.NoError(t, err)
-	hf := m.GetField(0).(*HeadField)
-	require.Error(t, hf.DecodeErr)
-	require.Equal(t, "0820", hf.ClaimedMTI)
-	mti, _ := m.GetMTI()
-	require.Empty(t, mti)
+	require.Equal(t, echoFrame(t), raw)
 
-	_, err = Reader{}.ReadMessage(bytesReader([]byte{0x00, 0x05, 1, 2, 3, 4, 5}))
+	_, err = ReadFrame(bytesReader([]byte{0x00, 0x05, 1, 2, 3, 4, 5}))
 	var le *ErrFrameLength
 	require.ErrorAs(t, err, &le)
-	_, err = Reader{}.ReadMessage(bytesReader([]byte{0x08, 0x01}))
+	_, err = ReadFrame(bytesReader([]byte{0x08, 0x01}))
 	require.ErrorAs(t, err, &le)
 }
 

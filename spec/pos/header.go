@@ -50,13 +50,6 @@ type HeadField struct {
 	spec *field.Spec
 	Head Head
 	Raw  []byte
-	// Layout is set by Reader: where every field of Raw sits.
-	Layout *spec.Layout
-	// DecodeErr is set on a message that stands in for a frame that did not decode (see Reader):
-	// it travels to the handler so that the terminal gets a format-error answer.
-	DecodeErr error
-	// ClaimedMTI is the MTI a stand-in frame carried, kept out of Head so nothing routes on it.
-	ClaimedMTI string
 }
 
 var _ field.Field = (*HeadField)(nil)
