@@ -39,6 +39,15 @@ func (s *Switch) Handle(ctx context.Context, env terminals.Environment, f *pos.F
 	return resp, s.observe(t)
 }
 
+// Decide runs the acquirer checks (protocol.md §7, in Steps order) on a frame and returns the
+// first decline, or a decision with an empty Code when every check passes. Nothing is journaled
+// or sent upstream; the duplicate check (row 13), which is the journal's unique key, is not run.
+func (s *Switch) Decide(ctx context.Context, env terminals.Environment, f *pos.Frame) Decision {
+	t := &Txn{Env: env, Now: s.Now(), Frame: f, Reg: s.Registry.Get(), start: time.Now()}
+	s.decide(ctx, t)
+	return t.Decision
+}
+
 func (s *Switch) route(ctx context.Context, t *Txn) []byte {
 	if !s.decide(ctx, t) {
 		return s.decline(ctx, t)

@@ -161,9 +161,9 @@ func (t *Terminal) Device() string {
 	return d.F59()
 }
 
-// Exchange marshals a typed request of kind k, MACs it when k asks for it, sends it and reads the
-// answer.
-func (t *Terminal) Exchange(k *pos.Kind, req any) (*Result, error) {
+// Frame marshals a typed request of kind k and MACs it when k asks for it: the frame (without
+// LEN) this terminal would send.
+func (t *Terminal) Frame(k *pos.Kind, req any) ([]byte, error) {
 	m, err := pos.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -176,7 +176,12 @@ func (t *Terminal) Exchange(k *pos.Kind, req any) (*Result, error) {
 		}
 		mac = func(mab []byte) ([8]byte, error) { return keys.MAC(tak, mab) }
 	}
-	b, err := pos.Encode(m, mac)
+	return pos.Encode(m, mac)
+}
+
+// Exchange sends a typed request of kind k (see Frame) and reads the answer.
+func (t *Terminal) Exchange(k *pos.Kind, req any) (*Result, error) {
+	b, err := t.Frame(k, req)
 	if err != nil {
 		return nil, err
 	}
