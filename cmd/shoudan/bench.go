@@ -29,6 +29,7 @@ import (
 	"github.com/shoudan/shoudan/switch/journal/pginstance"
 	"github.com/shoudan/shoudan/terminals"
 	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
 )
 
 // The targets of issue 7, on a 2-core machine with the generator and the simulated issuer on it.
@@ -162,31 +163,24 @@ func runBench(ctx context.Context, reg *terminals.Registry, f benchFlags, progre
 		}
 		add(p)
 	}
-	if has("closed") || has("open") {
-		sw, err := startSwitch(ctx, dir, newDatabase(ctx, pg.URL(), "bench_switch"))
+	if has("closed") {
+		fmt.Fprintf(progress, "closed: shoudan serve + shoudan issuer, %d terminals, %s\n", f.terminals, f.duration)
+		p, err := benchSwitchPhase(ctx, reg, dir, pg.URL(), "closed", load, progress)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("closed: %w", err)
 		}
-		defer sw.stop()
-		if has("closed") {
-			fmt.Fprintf(progress, "closed: shoudan serve, %d terminals, %s\n", f.terminals, f.duration)
-			p, err := sw.run(ctx, reg, load, progress)
-			if err != nil {
-				return nil, fmt.Errorf("closed: %w", err)
-			}
-			p.Name = "shoudan"
-			add(p)
+		p.Name = "shoudan"
+		add(p)
+	}
+	if has("open") {
+		open := loadFlags{terminals: 200, idle: f.idle, rate: f.rate, duration: f.openDuration, mix: "purchase=100", quiet: true}
+		fmt.Fprintf(progress, "open: a fresh shoudan serve + shoudan issuer, %.0f/s with %d idle terminals connected, %s\n", f.rate, f.idle, f.openDuration)
+		p, err := benchSwitchPhase(ctx, reg, dir, pg.URL(), "open", open, progress)
+		if err != nil {
+			return nil, fmt.Errorf("open: %w", err)
 		}
-		if has("open") {
-			open := loadFlags{terminals: 200, idle: f.idle, rate: f.rate, duration: f.openDuration, mix: "purchase=100", quiet: true}
-			fmt.Fprintf(progress, "open: shoudan serve, %.0f/s with %d idle terminals connected, %s\n", f.rate, f.idle, f.openDuration)
-			p, err := sw.run(ctx, reg, open, progress)
-			if err != nil {
-				return nil, fmt.Errorf("open: %w", err)
-			}
-			p.Name = "shoudan-open"
-			add(p)
-		}
+		p.Name = "shoudan-open"
+		add(p)
 	}
 
 	sh := byName["shoudan"]
@@ -445,42 +439,90 @@ func benchJournal(ctx context.Context, url string, n int, d time.Duration) (*Ben
 // --- phases 3 and 4: the switch -----------------------------------------------------------
 
 type benchSwitch struct {
-	proc  *exec.Cmd
-	addr  string
-	dbURL string
+	proc, issuer *exec.Cmd
+	addr         string
+	dbURL        string
 }
 
-// startSwitch runs `shoudan serve` as its own process on the demo config (free ports), with the
-// given database and a data directory in dir.
+// benchSwitchPhase runs one load against a fresh switch (its own database) and a fresh
+// simulated issuer, each its own process as in a deployment: the issuer's ledger of held
+// authorisations is not counted in the switch's memory, and one phase's leftovers (a large
+// journal, a checkpoint due) do not land in the next phase.
+func benchSwitchPhase(ctx context.Context, reg *terminals.Registry, dir, pgURL, name string, load loadFlags, progress io.Writer) (*BenchPhase, error) {
+	sw, err := startSwitch(ctx, filepath.Join(dir, name), newDatabase(ctx, pgURL, "bench_"+name))
+	if err != nil {
+		return nil, err
+	}
+	defer sw.stop()
+	return sw.run(ctx, reg, load, progress)
+}
+
+// startSwitch runs `shoudan issuer` (the demo's simulated issuer) and `shoudan serve` (the demo
+// config on free ports, pointed at that issuer) as their own processes, with the given database
+// and data directories under dir.
 func startSwitch(ctx context.Context, dir, dbURL string) (*benchSwitch, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	y := string(app.Demo)
-	for _, p := range []string{"127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:5080", "127.0.0.1:9100"} {
-		y = strings.Replace(y, "addr: "+p, "addr: 127.0.0.1:0", 1)
-		y = strings.Replace(y, "control: "+p, "control: 127.0.0.1:0", 1)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
 	}
+	var doc struct {
+		Issuer struct {
+			Sim yaml.Node `yaml:"sim"`
+		} `yaml:"issuer"`
+	}
+	if err := yaml.Unmarshal(app.Demo, &doc); err != nil {
+		return nil, err
+	}
+	simYAML, err := yaml.Marshal(&doc.Issuer.Sim)
+	if err != nil {
+		return nil, err
+	}
+	simCfg := filepath.Join(dir, "issuer.yaml")
+	if err := os.WriteFile(simCfg, []byte(strings.Replace(string(simYAML), "127.0.0.1:5080", "127.0.0.1:0", 1)), 0o644); err != nil {
+		return nil, err
+	}
+	issuer, lines, err := spawn(ctx, nil, filepath.Join(dir, "issuer.log"), exe, "issuer", simCfg)
+	if err != nil {
+		return nil, err
+	}
+	issuerAddr, err := waitLine(lines, regexp.MustCompile(`^simulated issuer on (\S+),`), 10*time.Second)
+	if err != nil {
+		stopProcess(issuer)
+		return nil, fmt.Errorf("issuer: %w", err)
+	}
+
+	y := string(app.Demo)
+	for _, p := range []string{"127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:9100"} {
+		y = strings.Replace(y, "addr: "+p, "addr: 127.0.0.1:0", 1)
+	}
+	y = strings.Replace(y, "control: 127.0.0.1:5080", "control: 127.0.0.1:0", 1)
 	cfg := filepath.Join(dir, "shoudan.yaml")
 	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
+		stopProcess(issuer)
 		return nil, err
 	}
-	proc, lines, err := spawn(ctx, []string{"SHOUDAN_DATABASE_URL=" + dbURL, "SHOUDAN_DATA_DIR=" + filepath.Join(dir, "switch")},
+	proc, lines, err := spawn(ctx, []string{"SHOUDAN_DATABASE_URL=" + dbURL, "SHOUDAN_DATA_DIR=" + filepath.Join(dir, "switch"), "SHOUDAN_ISSUER_ADDRS=" + issuerAddr},
 		filepath.Join(dir, "switch.log"), exe, "serve", "-c", cfg)
 	if err != nil {
+		stopProcess(issuer)
 		return nil, err
 	}
-	sw := &benchSwitch{proc: proc, dbURL: dbURL}
+	sw := &benchSwitch{proc: proc, issuer: issuer, dbURL: dbURL}
 	sw.addr, err = waitLine(lines, regexp.MustCompile(`^shoudan listening on (\S+) \(production`), 60*time.Second)
 	if err != nil {
-		stopProcess(proc)
+		sw.stop()
 		return nil, fmt.Errorf("switch: %w (log in %s)", err, filepath.Join(dir, "switch.log"))
 	}
 	return sw, nil
 }
 
-func (sw *benchSwitch) stop() { stopProcess(sw.proc) }
+func (sw *benchSwitch) stop() {
+	stopProcess(sw.proc)
+	stopProcess(sw.issuer)
+}
 
 // run drives the switch and measures the switch's resident memory while it does; the added
 // latency is each transaction's round trip at the terminal minus its issuer round trip as the
