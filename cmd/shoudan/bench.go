@@ -88,7 +88,8 @@ terminals, MACs, PIN blocks) and the same number of terminals:
             latency added by the switch (terminal round trip minus the issuer's, per
             transaction) and the switch's resident memory
 
-Everything runs in a scratch directory with a private PostgreSQL. The ratios divide shoudan's
+Everything runs in a scratch directory; each phase that writes gets its own private PostgreSQL
+and the switch phases a fresh switch and issuer process. The ratios divide shoudan's
 closed-loop throughput by each baseline's: they survive a noisy machine better than the
 absolute numbers.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -130,13 +131,6 @@ func runBench(ctx context.Context, reg *terminals.Registry, f benchFlags, progre
 	} else {
 		fmt.Fprintf(progress, "scratch directory %s\n", dir)
 	}
-	fmt.Fprintf(progress, "starting a private PostgreSQL in %s\n", dir)
-	pg, err := pginstance.Start(ctx, filepath.Join(dir, "pg"))
-	if err != nil {
-		return nil, err
-	}
-	defer pg.Stop()
-
 	has := func(p string) bool { return strings.Contains(","+f.phases+",", ","+p+",") }
 	load := loadFlags{terminals: f.terminals, duration: f.duration, mix: "purchase=100", quiet: true}
 	rep := &BenchReport{Ratios: map[string]float64{}}
@@ -157,7 +151,12 @@ func runBench(ctx context.Context, reg *terminals.Registry, f benchFlags, progre
 	}
 	if has("journal") {
 		fmt.Fprintf(progress, "journal: insert + outcome per purchase through group commit, %d in flight, %s\n", f.terminals, f.duration)
-		p, err := benchJournal(ctx, newDatabase(ctx, pg.URL(), "bench_journal"), f.terminals, f.duration)
+		pg, err := phasePostgres(ctx, dir, "journal", progress)
+		if err != nil {
+			return nil, err
+		}
+		p, err := benchJournal(ctx, pg.URL(), f.terminals, f.duration)
+		pg.Stop()
 		if err != nil {
 			return nil, fmt.Errorf("journal: %w", err)
 		}
@@ -165,7 +164,7 @@ func runBench(ctx context.Context, reg *terminals.Registry, f benchFlags, progre
 	}
 	if has("closed") {
 		fmt.Fprintf(progress, "closed: shoudan serve + shoudan issuer, %d terminals, %s\n", f.terminals, f.duration)
-		p, err := benchSwitchPhase(ctx, reg, dir, pg.URL(), "closed", load, progress)
+		p, err := benchSwitchPhase(ctx, reg, dir, "closed", load, progress)
 		if err != nil {
 			return nil, fmt.Errorf("closed: %w", err)
 		}
@@ -175,7 +174,7 @@ func runBench(ctx context.Context, reg *terminals.Registry, f benchFlags, progre
 	if has("open") {
 		open := loadFlags{terminals: 200, idle: f.idle, rate: f.rate, duration: f.openDuration, mix: "purchase=100", quiet: true}
 		fmt.Fprintf(progress, "open: a fresh shoudan serve + shoudan issuer, %.0f/s with %d idle terminals connected, %s\n", f.rate, f.idle, f.openDuration)
-		p, err := benchSwitchPhase(ctx, reg, dir, pg.URL(), "open", open, progress)
+		p, err := benchSwitchPhase(ctx, reg, dir, "open", open, progress)
 		if err != nil {
 			return nil, fmt.Errorf("open: %w", err)
 		}
@@ -203,14 +202,15 @@ func runBench(ctx context.Context, reg *terminals.Registry, f benchFlags, progre
 	return rep, nil
 }
 
-// newDatabase creates a database on the bench's PostgreSQL and returns its URL.
-func newDatabase(ctx context.Context, url, name string) string {
-	c, err := pgx.Connect(ctx, url)
-	if err == nil {
-		_, _ = c.Exec(ctx, "CREATE DATABASE "+name)
-		c.Close(ctx)
+// phasePostgres starts a private PostgreSQL for one phase (as serve does without a database URL),
+// so that no phase pays for the previous one's checkpoint or autovacuum.
+func phasePostgres(ctx context.Context, dir, phase string, progress io.Writer) (*pginstance.Instance, error) {
+	pdir := filepath.Join(dir, phase)
+	if err := os.MkdirAll(pdir, 0o755); err != nil {
+		return nil, err
 	}
-	return strings.Replace(url, "dbname=postgres", "dbname="+name, 1)
+	fmt.Fprintf(progress, "  private PostgreSQL in %s\n", pdir)
+	return pginstance.Start(ctx, pdir)
 }
 
 // --- phase 1: the frame limit -------------------------------------------------------------
@@ -444,12 +444,17 @@ type benchSwitch struct {
 	dbURL        string
 }
 
-// benchSwitchPhase runs one load against a fresh switch (its own database) and a fresh
+// benchSwitchPhase runs one load against a fresh switch (its own PostgreSQL) and a fresh
 // simulated issuer, each its own process as in a deployment: the issuer's ledger of held
 // authorisations is not counted in the switch's memory, and one phase's leftovers (a large
 // journal, a checkpoint due) do not land in the next phase.
-func benchSwitchPhase(ctx context.Context, reg *terminals.Registry, dir, pgURL, name string, load loadFlags, progress io.Writer) (*BenchPhase, error) {
-	sw, err := startSwitch(ctx, filepath.Join(dir, name), newDatabase(ctx, pgURL, "bench_"+name))
+func benchSwitchPhase(ctx context.Context, reg *terminals.Registry, dir, name string, load loadFlags, progress io.Writer) (*BenchPhase, error) {
+	pg, err := phasePostgres(ctx, dir, name, progress)
+	if err != nil {
+		return nil, err
+	}
+	defer pg.Stop()
+	sw, err := startSwitch(ctx, filepath.Join(dir, name), pg.URL())
 	if err != nil {
 		return nil, err
 	}
