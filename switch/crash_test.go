@@ -360,3 +360,59 @@ func TestRestartDeliversQueuedReversals(t *testing.T) {
 		assert.Equal(t, 1, a.Reversals, "auth %s reversed exactly once", a.Key)
 	}
 }
+
+// TestRecoveryFindsPendingBelowLaterTraffic: recovery reads pending rows from the floor the
+// switch records (journal_floor), not through an index on state. A purchase left at the issuer
+// while later purchases of another terminal commit, and a floor write happens, must still be
+// found after a SIGKILL: reversed, not left pending.
+func TestRecoveryFindsPendingBelowLaterTraffic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	r, reg := newRunner(t, sim.Faults{})
+	y, err := os.ReadFile(r.cfg)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(r.cfg, []byte(strings.Replace(string(y), "timeout: 500ms", "timeout: 20s", 1)), 0o644))
+	cmd := r.start()
+	dial := func(tid string) *device.Terminal {
+		var term *terminals.Terminal
+		for _, x := range reg.Terminals() {
+			if x.TID == tid {
+				term = x
+			}
+		}
+		require.NotNil(t, term, tid)
+		d, err := device.Dial(r.prod, device.Config{TID: term.TID, MID: term.MID, Serial: term.Serial, TMK: term.TMK, Timeout: 30 * time.Second})
+		require.NoError(t, err)
+		t.Cleanup(func() { d.Close() })
+		so, err := d.SignOn()
+		require.Equal(t, rc.Approved, code(t, so, err))
+		return d
+	}
+	stuck, busy := dial("10000001"), dial(terminals.LoadTID(0))
+
+	r.issuer.SetFaults(sim.Faults{SwallowNext: 1}) // the next purchase reaches the issuer and is never answered
+	go func() { _, _ = stuck.Purchase(good, 4200) }()
+	eventually(t, 5*time.Second, "the purchase is at the issuer", func() bool { return r.issuer.Received()["0200"] > 0 })
+	for range 3 { // later rows, with larger ids, finish
+		p, err := busy.Purchase(good, 100)
+		require.Equal(t, rc.Approved, code(t, p, err))
+	}
+	pool := r.pool()
+	var pendingID int64
+	require.NoError(t, pool.QueryRow(context.Background(), "SELECT id FROM txn WHERE tid='10000001' AND kind='purchase' AND state='P'").Scan(&pendingID))
+	eventually(t, 10*time.Second, "the switch records its floor", func() bool {
+		var n int
+		_ = pool.QueryRow(context.Background(), "SELECT count(*) FROM journal_floor WHERE at > now() - interval '1 second'").Scan(&n)
+		return n > 0
+	})
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+
+	cmd = r.start()
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	var state string
+	require.NoError(t, pool.QueryRow(context.Background(), "SELECT state FROM txn WHERE id=$1", pendingID).Scan(&state))
+	assert.Equal(t, "T", state, "recovery closed the purchase left at the issuer")
+	eventually(t, 20*time.Second, "its reversal is delivered", func() bool { return queued(pool) == 0 && r.issuer.Issuer.Ledger.Snapshot().Held == 300 })
+}

@@ -14,17 +14,23 @@ import (
 // Recover runs at start-up: transactions left pending at the issuer by a crash are marked timed
 // out and their prepared reversals armed, so store-and-forward reverses them.
 func (s *Switch) Recover(ctx context.Context) (int, error) {
+	// pending rows can only have ids from the floor the nodes recorded on: a key range, no index
+	// on state (which would make every outcome update non-HOT)
+	floor, err := s.Journal.RecoveryFloor(ctx)
+	if err != nil {
+		return 0, err
+	}
 	// a reversal's effect is committed with its request: one left pending is complete
 	// requests journaled but never sent upstream: the terminal got no approval; close them as 96
 	if err := s.Journal.Commit(ctx, func(b *pgx.Batch) {
 		b.Queue(`UPDATE txn SET state='A', resp_code='00', rule='recovery', reason='reversal recorded before the switch stopped', updated_at=now()
-			WHERE state='P' AND kind='reversal'`)
+			WHERE id >= $1 AND state='P' AND kind='reversal'`, floor)
 		b.Queue(`UPDATE txn SET state='D', resp_code='96', rule='recovery', reason='the switch stopped before this request went upstream', updated_at=now()
-			WHERE state='P' AND NOT went_upstream`)
+			WHERE id >= $1 AND state='P' AND NOT went_upstream`, floor)
 	}); err != nil {
 		return 0, err
 	}
-	left, err := s.Journal.InFlight(ctx, 0)
+	left, err := s.Journal.InFlight(ctx, floor, 0)
 	if err != nil {
 		return 0, err
 	}

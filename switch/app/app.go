@@ -140,6 +140,9 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 	} else if n > 0 {
 		log.Warn("recovered transactions left in flight at the issuer: reversals armed", "count", n)
 	}
+	host, _ := os.Hostname()
+	dataDir, _ := filepath.Abs(c.DataDir)
+	a.Journal.KeepFloor(host + ":" + dataDir) // from here on, rows below what it writes are closed
 	rctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	fwd := &issuerlink.Forwarder{Link: a.Link, Queue: posswitch.SAFQueue{Journal: a.Journal, Lease: 2*c.Issuer.Timeout + time.Second}, Log: log, Every: 100 * time.Millisecond, MaxBackoff: 30 * time.Second,

@@ -37,7 +37,11 @@ type Journal struct {
 	maxOps int
 	rrns   rrnBlock
 	states stateCache
+	floor  floor
+	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
+	// floorDone is closed when the floor writer (KeepFloor) has written its last value
+	floorDone chan struct{}
 }
 
 type op struct {
@@ -64,9 +68,12 @@ func Open(ctx context.Context, url string, vault *Vault) (*Journal, error) {
 	}
 	j := &Journal{Pool: pool, Vault: vault, ops: make(chan op, 4096), stop: make(chan struct{}), done: make(chan struct{}), maxOps: 512}
 	j.states.reset(false)
-	var lctx context.Context
-	lctx, j.cancel = context.WithCancel(context.Background())
-	go j.listenStates(lctx)
+	if err := pool.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM txn").Scan(&j.floor.maxID); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	j.ctx, j.cancel = context.WithCancel(context.Background())
+	go j.listenStates(j.ctx)
 	const committers = 2 // one batch is being committed while the next one fills
 	finished := make(chan struct{}, committers)
 	for range committers {
@@ -84,6 +91,9 @@ func Open(ctx context.Context, url string, vault *Vault) (*Journal, error) {
 // Close stops the committers after the queued writes and closes the pool.
 func (j *Journal) Close() {
 	j.cancel()
+	if j.floorDone != nil {
+		<-j.floorDone
+	}
 	close(j.stop)
 	<-j.done
 	j.Pool.Close()

@@ -116,6 +116,7 @@ func (j *Journal) SAFStats(ctx context.Context) (depth int, oldest time.Duration
 
 // InFlight lists transactions left pending at the issuer (a crash between going upstream and
 // recording the outcome): recovery marks them timed out and arms their prepared reversals.
-func (j *Journal) InFlight(ctx context.Context, olderThan time.Duration) ([]*Txn, error) {
-	return j.many(ctx, "SELECT "+txnColumns+" FROM txn WHERE state='P' AND went_upstream AND updated_at < now() - $1::interval", olderThan.String())
+// Only ids from floor on are read (see RecoveryFloor).
+func (j *Journal) InFlight(ctx context.Context, floor int64, olderThan time.Duration) ([]*Txn, error) {
+	return j.many(ctx, "SELECT "+txnColumns+" FROM txn WHERE id >= $1 AND state='P' AND went_upstream AND updated_at < now() - $2::interval", floor, olderThan.String())
 }

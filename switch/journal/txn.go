@@ -89,12 +89,19 @@ func (j *Journal) Insert(ctx context.Context, t *Txn, more ...func(*pgx.Batch)) 
 		t.RRN = rrn
 	}
 	inserted := false
+	if t.State == Pending {
+		j.floor.startInsert(t)
+	}
 	err := j.Commit(ctx, func(b *pgx.Batch) {
 		queueInsert(b, t, &inserted)
 		for _, m := range more {
 			m(b)
 		}
 	})
+	if t.State == Pending {
+		// an error leaves the outcome unknown: keep it in the floor as if it were pending
+		j.floor.endInsert(t, inserted || err != nil)
+	}
 	return inserted, err
 }
 
@@ -174,12 +181,16 @@ type Outcome struct {
 // Finish records a transaction's outcome, together with the extra statements (original marked
 // voided or reversed, refunded amount, an armed reversal) in the same commit.
 func (j *Journal) Finish(ctx context.Context, id int64, o Outcome, more ...func(*pgx.Batch)) error {
-	return j.Commit(ctx, func(b *pgx.Batch) {
+	err := j.Commit(ctx, func(b *pgx.Batch) {
 		FinishOp(id, o)(b)
 		for _, m := range more {
 			m(b)
 		}
 	})
+	if err == nil { // a failed outcome leaves the row pending: recovery must still find it
+		j.floor.finished(id)
+	}
+	return err
 }
 
 // FinishOp queues the outcome update of one transaction.
