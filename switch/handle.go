@@ -163,16 +163,17 @@ func (s *Switch) observe(t *Txn) string {
 	}
 	metrics.Transactions.WithLabelValues(kind, t.Code).Inc()
 	metrics.RuleHits.WithLabelValues(rule, t.Code).Inc()
-	attrs := []any{"kind", kind, "tid", t.Req.TID, "mid", t.Req.MID, "stan", t.Req.STAN, "batch", t.F60.Batch, "code", t.Code,
-		"rule", t.Decision.Rule, "reason", t.Decision.Reason}
+	attrs := make([]slog.Attr, 0, 16)
+	attrs = append(attrs, slog.String("kind", kind), slog.String("tid", t.Req.TID), slog.String("mid", t.Req.MID), slog.String("stan", t.Req.STAN),
+		slog.String("batch", t.F60.Batch), slog.String("code", t.Code), slog.String("rule", t.Decision.Rule), slog.String("reason", t.Decision.Reason))
 	if t.Kind != nil && t.Kind.Financial {
-		attrs = append(attrs, "pan", spec.MaskPAN(cardPAN(&t.Req)), "amount", t.Req.Amount, "entry", t.Req.EntryMode)
+		attrs = append(attrs, slog.String("pan", spec.MaskPAN(cardPAN(&t.Req))), slog.Int64("amount", t.Req.Amount), slog.String("entry", t.Req.EntryMode))
 	}
 	if t.Record != nil {
-		attrs = append(attrs, "rrn", t.Record.RRN)
+		attrs = append(attrs, slog.String("rrn", t.Record.RRN))
 	}
-	attrs = append(attrs, "ms", float64(time.Since(t.start).Microseconds())/1000)
-	s.Log.Info("txn", attrs...)
+	attrs = append(attrs, slog.Float64("ms", float64(time.Since(t.start).Microseconds())/1000))
+	s.Log.LogAttrs(context.Background(), slog.LevelInfo, "txn", attrs...)
 	return kind
 }
 

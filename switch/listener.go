@@ -1,6 +1,7 @@
 package posswitch
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -85,9 +86,11 @@ func (l *Listener) serve(nc net.Conn) {
 	}()
 	w := &answerWriter{conn: netserve.WriteDeadline(nc, l.Cfg.WriteTimeout)}
 	inflight := make(chan struct{}, l.Cfg.MaxInFlight)
+	// a small buffer: LEN and a typical frame in one read, 512 bytes per idle terminal
+	r := bufio.NewReaderSize(nc, 512)
 	for {
 		_ = nc.SetReadDeadline(time.Now().Add(l.Cfg.IdleTimeout))
-		raw, err := pos.ReadFrame(nc)
+		raw, err := pos.ReadFrame(r)
 		if err != nil {
 			return
 		}

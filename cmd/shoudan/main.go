@@ -52,7 +52,9 @@ func serveCmd(cfgPath *string) *cobra.Command {
 				}
 			}
 			app.TuneRuntime()
-			log := app.NewLogger(c, os.Stderr)
+			logw := app.NewLogWriter(os.Stderr, 100*time.Millisecond)
+			defer logw.Close()
+			log := app.NewLogger(c, logw)
 			ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()
 			a, err := app.Start(ctx, c, reg, log)
