@@ -198,6 +198,12 @@ func (r *runner) start() *exec.Cmd {
 	cmd.Stdout, cmd.Stderr = r.logf, r.logf
 	cmd.Env = append(os.Environ(), "SHOUDAN_DATA_DIR="+r.dir)
 	require.NoError(r.t, cmd.Start())
+	r.t.Cleanup(func() { // a failing test must not leave a switch running
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
 	eventually(r.t, 20*time.Second, "the switch listens", func() bool {
 		c, err := net.Dial("tcp", r.prod)
 		if err == nil {

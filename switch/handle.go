@@ -356,10 +356,6 @@ func (s *Switch) finish(ctx context.Context, t *Txn, state byte, code, rule, rea
 	return s.encode(t, &r, code)
 }
 
-func (s *Switch) fail(ctx context.Context, t *Txn, code, rule, reason string) []byte {
-	return s.finish(ctx, t, journal.Declined, code, rule, reason, nil)
-}
-
 // upstreamRequest maps a terminal request to the issuer dialect: F18 from the merchant, F32 the
 // acquiring institution, F43 the merchant name, no track 3, and the 双免 flag when eligible.
 func (s *Switch) upstreamRequest(t *Txn) *upstream.Message {
