@@ -69,6 +69,9 @@ type BenchTarget struct {
 	Target   string  `json:"target"`
 	Measured float64 `json:"measured"`
 	Met      bool    `json:"met"`
+	// Conditions is false when the run was shorter or lighter than the target asks (the
+	// verdict then says so instead of met or missed).
+	Conditions bool `json:"conditions"`
 }
 
 func benchCmd() *cobra.Command {
@@ -191,13 +194,15 @@ func runBench(ctx context.Context, reg *terminals.Registry, f benchFlags, progre
 		}
 		approved := float64(sh.Approved) / sh.Seconds
 		rep.Targets = append(rep.Targets, BenchTarget{Name: "approved journaled purchases/s (closed loop)", Target: fmt.Sprintf(">= %.0f for %s", targetThroughput, f.duration),
-			Measured: approved, Met: approved >= targetThroughput && f.duration >= time.Minute})
+			Measured: approved, Met: approved >= targetThroughput, Conditions: f.duration >= time.Minute})
 	}
 	if op := byName["shoudan-open"]; op != nil {
 		p99 := op.AddedMS["p99"]
 		rep.Targets = append(rep.Targets,
-			BenchTarget{Name: fmt.Sprintf("added p99 ms at %.0f/s", f.rate), Target: fmt.Sprintf("< %.0f", targetAddedP99), Measured: p99, Met: p99 > 0 && p99 < targetAddedP99 && f.rate >= 1000},
-			BenchTarget{Name: fmt.Sprintf("switch RSS MB, %d idle terminals + %.0f/s", f.idle, f.rate), Target: fmt.Sprintf("< %.0f", targetRSSMB), Measured: op.SwitchMB, Met: op.SwitchMB > 0 && op.SwitchMB < targetRSSMB && f.idle >= 10000})
+			BenchTarget{Name: fmt.Sprintf("added p99 ms at %.0f/s, %d idle", f.rate, f.idle), Target: fmt.Sprintf("< %.0f", targetAddedP99), Measured: p99,
+				Met: p99 > 0 && p99 < targetAddedP99, Conditions: f.rate >= 1000 && f.idle >= 10000},
+			BenchTarget{Name: fmt.Sprintf("switch RSS MB, %d idle terminals + %.0f/s", f.idle, f.rate), Target: fmt.Sprintf("< %.0f", targetRSSMB), Measured: op.SwitchMB,
+				Met: op.SwitchMB > 0 && op.SwitchMB < targetRSSMB, Conditions: f.idle >= 10000 && f.rate >= 1000})
 	}
 	return rep, nil
 }
@@ -708,6 +713,9 @@ func printBench(w io.Writer, r *BenchReport, asJSON bool) error {
 		verdict := "MISSED"
 		if t.Met {
 			verdict = "met"
+		}
+		if !t.Conditions {
+			verdict += " (run lighter than the target's conditions)"
 		}
 		fmt.Fprintf(w, "target %-50s %-18s measured %8.2f  %s\n", t.Name, t.Target, t.Measured, verdict)
 	}
