@@ -142,7 +142,9 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 	}
 	host, _ := os.Hostname()
 	dataDir, _ := filepath.Abs(c.DataDir)
-	a.Journal.KeepFloor(host + ":" + dataDir) // from here on, rows below what it writes are closed
+	if err := a.Journal.Serve(ctx, host+":"+dataDir); err != nil {
+		return nil, err
+	}
 	rctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	fwd := &issuerlink.Forwarder{Link: a.Link, Queue: posswitch.SAFQueue{Journal: a.Journal, Lease: 2*c.Issuer.Timeout + time.Second}, Log: log, Every: 100 * time.Millisecond, MaxBackoff: 30 * time.Second,

@@ -46,6 +46,13 @@ func (f *floor) endInsert(t *Txn, inserted bool) {
 	}
 }
 
+// known raises the largest id known (the journal's, when the switch starts).
+func (f *floor) known(id int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.maxID = max(f.maxID, id)
+}
+
 func (f *floor) finished(id int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -65,17 +72,7 @@ func (f *floor) value() int64 {
 	return low
 }
 
-// KeepFloor starts writing this node's floor (row node of journal_floor) every few seconds
-// until the journal closes. Only a switch calls it, after its recovery has closed every pending
-// row below the ids it will write (tools that open the journal never write a floor).
-func (j *Journal) KeepFloor(node string) {
-	j.floorDone = make(chan struct{})
-	go func() {
-		defer close(j.floorDone)
-		j.keepFloor(j.ctx, node, 2*time.Second)
-	}()
-}
-
+// keepFloor writes the floor every interval until ctx ends, and once more at the end.
 func (j *Journal) keepFloor(ctx context.Context, node string, every time.Duration) {
 	write := func(c context.Context) {
 		_, _ = j.Pool.Exec(c, `INSERT INTO journal_floor (node, floor) VALUES ($1, $2)

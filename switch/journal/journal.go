@@ -40,7 +40,7 @@ type Journal struct {
 	floor  floor
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
-	// floorDone is closed when the floor writer (KeepFloor) has written its last value
+	// floorDone is closed when the floor writer (Serve) has written its last value
 	floorDone chan struct{}
 }
 
@@ -67,13 +67,8 @@ func Open(ctx context.Context, url string, vault *Vault) (*Journal, error) {
 		return nil, err
 	}
 	j := &Journal{Pool: pool, Vault: vault, ops: make(chan op, 4096), stop: make(chan struct{}), done: make(chan struct{}), maxOps: 512}
-	j.states.reset(false)
-	if err := pool.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM txn").Scan(&j.floor.maxID); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
+	j.states.reset(false) // not live: reads go to the journal until Serve listens
 	j.ctx, j.cancel = context.WithCancel(context.Background())
-	go j.listenStates(j.ctx)
 	const committers = 2 // one batch is being committed while the next one fills
 	finished := make(chan struct{}, committers)
 	for range committers {
@@ -86,6 +81,25 @@ func Open(ctx context.Context, url string, vault *Vault) (*Journal, error) {
 		close(j.done)
 	}()
 	return j, nil
+}
+
+// Serve starts what only a running switch needs, so that tools opening the journal pay for
+// none of it: the LISTEN connection that lets terminal states be cached, and the writer of this
+// node's recovery floor. Call it after recovery has closed every pending row: from here on the
+// floor only covers rows this process writes.
+func (j *Journal) Serve(ctx context.Context, node string) error {
+	var last int64
+	if err := j.Pool.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM txn").Scan(&last); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	j.floor.known(last)
+	go j.listenStates(j.ctx)
+	j.floorDone = make(chan struct{})
+	go func() {
+		defer close(j.floorDone)
+		j.keepFloor(j.ctx, node, 2*time.Second)
+	}()
+	return nil
 }
 
 // Close stops the committers after the queued writes and closes the pool.
