@@ -79,29 +79,43 @@ func Marshal(m *iso8583.Message, v any) error {
 	return marshalPlan(m, planOf(rv.Type()), rv)
 }
 
-func marshalPlan(m *iso8583.Message, p structPlan, rv reflect.Value) error {
+// walk calls leaf for every tagged field of rv, through embedded structs. A nil embedded pointer
+// is skipped, or allocated when alloc is set (unmarshalling fills it).
+func walk(p structPlan, rv reflect.Value, alloc bool, leaf func(e planEntry, fv reflect.Value) error) error {
 	for _, e := range p {
 		fv := rv.Field(e.index)
-		if e.id < 0 {
-			if e.ptr {
-				if fv.IsNil() {
-					continue
-				}
-				fv = fv.Elem()
-			}
-			if err := marshalPlan(m, e.embedded, fv); err != nil {
+		if e.id >= 0 {
+			if err := leaf(e, fv); err != nil {
 				return err
 			}
 			continue
 		}
+		if e.ptr {
+			if fv.IsNil() {
+				if !alloc {
+					continue
+				}
+				fv.Set(reflect.New(fv.Type().Elem()))
+			}
+			fv = fv.Elem()
+		}
+		if err := walk(e.embedded, fv, alloc, leaf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func marshalPlan(m *iso8583.Message, p structPlan, rv reflect.Value) error {
+	return walk(p, rv, false, func(e planEntry, fv reflect.Value) error {
 		if fv.IsZero() && !e.keepZero {
-			continue
+			return nil
 		}
 		if err := m.MarshalPath(e.path, fv.Interface()); err != nil {
 			return fmt.Errorf("failed to set value to field %d: %w", e.id, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Unmarshal fills the tagged fields of the struct v points to from the message's fields that are
@@ -118,23 +132,10 @@ func Unmarshal(m *iso8583.Message, v any) error {
 }
 
 func unmarshalPlan(m *iso8583.Message, p structPlan, rv reflect.Value) error {
-	for _, e := range p {
-		fv := rv.Field(e.index)
-		if e.id < 0 {
-			if e.ptr {
-				if fv.IsNil() {
-					fv.Set(reflect.New(fv.Type().Elem()))
-				}
-				fv = fv.Elem()
-			}
-			if err := unmarshalPlan(m, e.embedded, fv); err != nil {
-				return err
-			}
-			continue
-		}
+	return walk(p, rv, true, func(e planEntry, fv reflect.Value) error {
 		f := m.GetField(e.id)
 		if f == nil {
-			continue
+			return nil
 		}
 		var err error
 		switch fv.Kind() {
@@ -149,6 +150,6 @@ func unmarshalPlan(m *iso8583.Message, p structPlan, rv reflect.Value) error {
 		if err != nil {
 			return fmt.Errorf("failed to get value from field %d: %w", e.id, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }

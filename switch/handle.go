@@ -217,7 +217,7 @@ func (s *Switch) journalRequest(ctx context.Context, t *Txn, rec *journal.Txn, m
 	}
 	ok, err := s.Journal.Insert(ctx, rec, more...)
 	if err != nil {
-		t.Decision = Decision{Rule: "journal", Code: rc.SystemMalfunction, Reason: "the journal is unavailable: never approve without a durable record"}
+		t.Decision = journalDown
 		return s.decline(ctx, t), false
 	}
 	if ok {
@@ -263,6 +263,10 @@ func storedResponse(r pos.FinancialResponse) json.RawMessage {
 	return b
 }
 
+// journalDown is the decision when the write-ahead record cannot be made durable (or its RRN not
+// be taken): fail closed.
+var journalDown = Decision{Rule: "journal", Code: rc.SystemMalfunction, Reason: "the journal is unavailable: never approve without a durable record"}
+
 // financial handles purchase, balance inquiry, void and refund: write-ahead, upstream, outcome.
 // The write-ahead record is one statement: the request, its decision, the upstream trace and,
 // when reversible, the sealed reversal that would undo it, so whatever happens next (timeout,
@@ -273,7 +277,7 @@ func (s *Switch) financial(ctx context.Context, t *Txn) []byte {
 	rec := s.record(t, journal.Pending)
 	rrn, err := s.Journal.NextRRN(ctx)
 	if err != nil {
-		t.Decision = Decision{Rule: "journal", Code: rc.SystemMalfunction, Reason: "the journal is unavailable: never approve without a durable record"}
+		t.Decision = journalDown
 		return s.decline(ctx, t)
 	}
 	rec.RRN, up.RRN = rrn, rrn

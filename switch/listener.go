@@ -40,7 +40,6 @@ type Listener struct {
 	wg     sync.WaitGroup // running transactions
 	conns  sync.Map       // net.Conn → struct{}
 	order  sync.Map       // TID|MID → *sync.Mutex: one transaction at a time per terminal
-	closed chan struct{}
 }
 
 // Listen binds the address and starts accepting.
@@ -52,7 +51,7 @@ func (s *Switch) Listen(cfg ListenerConfig) (*Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Listener{Cfg: cfg, Switch: s, ln: ln, slots: make(chan struct{}, cfg.MaxConns), closed: make(chan struct{})}
+	l := &Listener{Cfg: cfg, Switch: s, ln: ln, slots: make(chan struct{}, cfg.MaxConns)}
 	go netserve.Accept(l.ln, l.admit)
 	return l, nil
 }
