@@ -198,12 +198,25 @@ func (s *Switch) record(t *Txn, state byte) *journal.Txn {
 		mcc = t.Merchant.MCC
 	}
 	mti, _ := t.Frame.Msg.GetMTI()
+	op := operatorCode(&t.Req)
+	if op == "" && t.State != nil {
+		op = t.State.Operator
+	}
 	return &journal.Txn{
 		LocalDay: day(t.Now), SettleDate: day(t.Now), Env: string(t.Env), MID: t.Req.MID, TID: t.Req.TID,
 		Batch: t.F60.Batch, STAN: t.Req.STAN, MTI: mti, Kind: t.Kind.Name, ProcCode: t.Req.ProcCode, Amount: t.Req.Amount,
 		EntryMode: t.Req.EntryMode, Type: t.F60.Type, PANMasked: spec.MaskPAN(pan), PANHash: s.Journal.Vault.PANHash(pan),
 		CardOrg: "CUP", MCC: mcc, State: state, ReqHash: s.Journal.Vault.RequestHash(t.Frame.Raw), Trace: strings.Join(t.Passed, ","),
+		Operator: op,
 	}
+}
+
+// operatorCode is F63.1 of a request (the operator code, e.g. "01"), blanks trimmed.
+func operatorCode(r *pos.Request) string {
+	if r.Operator == "" {
+		return ""
+	}
+	return strings.TrimSpace(pos.ParseF63(r.Operator).Code)
 }
 
 // journalRequest is rule 13 and the write-ahead record in one: the insert either takes the

@@ -27,7 +27,7 @@ func (s *Switch) signOn(ctx context.Context, t *Txn) []byte {
 	if st, err := s.Journal.TerminalState(ctx, t.Req.MID, t.Req.TID); err == nil && st != nil {
 		batch = nextBatch(st.Batch)
 	}
-	if err := s.Journal.SignOn(ctx, t.Req.MID, t.Req.TID, batch, s.Security.SealKeys(wk)); err != nil {
+	if err := s.Journal.SignOn(ctx, t.Req.MID, t.Req.TID, batch, operatorCode(&t.Req), s.Security.SealKeys(wk)); err != nil {
 		r.RespCode = rc.SystemMalfunction
 		return s.encode(t, &pos.SignOnResponse{Answer: r.Answer}, r.RespCode)
 	}

@@ -14,6 +14,7 @@ type TerminalState struct {
 	Batch    string
 	SignedOn bool
 	KeysEnc  []byte
+	Operator string // F63.1 of the last sign-on
 }
 
 // TerminalState reads a terminal's state; nil when it never signed on. The result is shared:
@@ -25,7 +26,7 @@ func (j *Journal) TerminalState(ctx context.Context, mid, tid string) (*Terminal
 		return st, nil
 	}
 	var s TerminalState
-	err := j.Pool.QueryRow(ctx, "SELECT batch, signed_on, keys_enc FROM terminal_state WHERE mid=$1 AND tid=$2", mid, tid).Scan(&s.Batch, &s.SignedOn, &s.KeysEnc)
+	err := j.Pool.QueryRow(ctx, "SELECT batch, signed_on, keys_enc, operator FROM terminal_state WHERE mid=$1 AND tid=$2", mid, tid).Scan(&s.Batch, &s.SignedOn, &s.KeysEnc, &s.Operator)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -36,12 +37,13 @@ func (j *Journal) TerminalState(ctx context.Context, mid, tid string) (*Terminal
 	return &s, nil
 }
 
-// SignOn records a sign-on: new working keys (sealed) and the batch the terminal must use.
-func (j *Journal) SignOn(ctx context.Context, mid, tid, batch string, keysEnc []byte) error {
+// SignOn records a sign-on: new working keys (sealed), the batch the terminal must use and the
+// operator code (F63.1) that signed on.
+func (j *Journal) SignOn(ctx context.Context, mid, tid, batch, operator string, keysEnc []byte) error {
 	defer j.states.evict(stateKey(mid, tid)) // whatever the outcome, the next read goes to the journal
 	return j.Commit(ctx, func(b *pgx.Batch) {
-		b.Queue(`INSERT INTO terminal_state (mid, tid, batch, signed_on, keys_enc, signed_on_at) VALUES ($1,$2,$3,true,$4,now())
-			ON CONFLICT (mid, tid) DO UPDATE SET batch=$3, signed_on=true, keys_enc=$4, signed_on_at=now()`, mid, tid, batch, keysEnc)
+		b.Queue(`INSERT INTO terminal_state (mid, tid, batch, signed_on, keys_enc, signed_on_at, operator) VALUES ($1,$2,$3,true,$4,now(),$5)
+			ON CONFLICT (mid, tid) DO UPDATE SET batch=$3, signed_on=true, keys_enc=$4, signed_on_at=now(), operator=$5`, mid, tid, batch, keysEnc, operator)
 		notifyStateOp(b, mid, tid)
 	})
 }
