@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	rc "github.com/shoudan/shoudan/responsecodes"
 	posswitch "github.com/shoudan/shoudan/switch"
 	"github.com/shoudan/shoudan/switch/app"
 	"github.com/shoudan/shoudan/switch/journal"
@@ -81,36 +80,7 @@ func explainCmd(cfgPath *string) *cobra.Command {
 	return c
 }
 
-var stateNames = map[byte]string{'P': "pending at the issuer", 'A': "approved", 'D': "declined", 'V': "voided", 'R': "reversed", 'T': "timed out at the issuer (reversed)"}
-
-func explain(w io.Writer, t *journal.Txn) {
-	d := rc.Describe(t.RespCode)
-	fmt.Fprintf(w, "%s %s of %s yuan on card %s, entry mode %s\n", t.Kind, t.MTI, money(t.Amount), t.PANMasked, t.EntryMode)
-	fmt.Fprintf(w, "  terminal %s merchant %s (%s listener), batch %s STAN %s, RRN %s, at %s\n", t.TID, t.MID, t.Env, t.Batch, t.STAN, t.RRN,
-		t.CreatedAt.Local().Format("2006-01-02 15:04:05"))
-	fmt.Fprintf(w, "  answered %s %s / %s (%s); now %s\n", t.RespCode, d.Chinese, d.English, d.Action, stateNames[t.State])
-	if t.AuthCode != "" {
-		fmt.Fprintf(w, "  authorisation code %s\n", t.AuthCode)
-	}
-	if t.Trace != "" {
-		fmt.Fprintln(w, "  checks passed:")
-		for _, r := range strings.Split(t.Trace, ",") {
-			fmt.Fprintf(w, "    ✓ %-22s %s\n", r, posswitch.RuleDoc[r])
-		}
-	}
-	fmt.Fprintf(w, "  decided by: %s — %s\n", t.Rule, posswitch.RuleDoc[t.Rule])
-	fmt.Fprintf(w, "  why: %s\n", t.Reason)
-	if t.IssuerCode != "" && t.IssuerCode != t.RespCode {
-		fmt.Fprintf(w, "  the issuer answered %s\n", t.IssuerCode)
-	}
-	if t.WentUpstream {
-		fmt.Fprintf(w, "  went to the issuer with trace %s at %s\n", t.UpTrace, t.UpTime)
-	}
-	if t.Refunded > 0 {
-		fmt.Fprintf(w, "  refunded so far: %s yuan\n", money(t.Refunded))
-	}
-	fmt.Fprintln(w)
-}
+func explain(w io.Writer, t *journal.Txn) { posswitch.Explain(t).Write(w) }
 
 func money(fen int64) string { return fmt.Sprintf("%d.%02d", fen/100, fen%100) }
 
