@@ -28,6 +28,14 @@ type Config struct {
 	NMI      string // sign-on key layout: 001, 003 (default) or 004
 	TestMode bool   // header digit 5 = 1
 	Timeout  time.Duration
+	Operator string // operator code (F63.1) sent at sign-on and settlement; default "01"
+}
+
+func (c Config) operator() string {
+	if c.Operator == "" {
+		return "01 "
+	}
+	return fmt.Sprintf("%-3.3s", c.Operator)
 }
 
 // State is what a terminal remembers between transactions (a real one keeps it in flash).
@@ -227,7 +235,7 @@ func (t *Terminal) RoundTrip(frame []byte) (*Result, error) {
 // values and takes the batch the switch gives.
 func (t *Terminal) SignOn() (*Result, error) {
 	f60 := pos.F60{Type: "00", Batch: t.Batch, NMI: t.NMI}
-	res, err := t.Exchange(pos.SignOn, &pos.ManagementRequest{Terminal: t.terminal(pos.SignOn, t.nextSTAN(), f60), Operator: "01 "})
+	res, err := t.Exchange(pos.SignOn, &pos.ManagementRequest{Terminal: t.terminal(pos.SignOn, t.nextSTAN(), f60), Operator: t.operator()})
 	if err != nil || res.Code() != rc.Approved {
 		return res, err
 	}
@@ -401,7 +409,7 @@ func (t *Terminal) Settle(tot pos.Totals) (*Result, error) {
 		s48.Domestic.Reconcile = '0'
 	}
 	return t.Exchange(k, &pos.SettlementRequest{Terminal: t.terminal(k, t.nextSTAN(), pos.F60{Type: "00", Batch: t.Batch, NMI: "201"}),
-		Totals: s48.String(), Currency: "156", Operator: "01 "})
+		Totals: s48.String(), Currency: "156", Operator: t.operator()})
 }
 
 // Upload 批上送 sends batch detail items; last marks the closing upload (207 balanced).
