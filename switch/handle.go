@@ -34,7 +34,12 @@ type Switch struct {
 // Handle takes one decoded request and returns the response frame (without LEN), or nil when
 // nothing can be answered, and the transaction kind it was handled as ("unknown" when none).
 func (s *Switch) Handle(ctx context.Context, env terminals.Environment, f *pos.Frame) ([]byte, string) {
-	t := &Txn{Env: env, Now: s.Now(), Frame: f, Reg: s.Registry.Get(), start: time.Now()}
+	return s.HandleFrom(ctx, Peer{}, env, f)
+}
+
+// HandleFrom is Handle for a frame that came from peer (recorded with rejects and sign-ons).
+func (s *Switch) HandleFrom(ctx context.Context, peer Peer, env terminals.Environment, f *pos.Frame) ([]byte, string) {
+	t := &Txn{Env: env, Peer: peer, Now: s.Now(), Frame: f, Reg: s.Registry.Get(), start: time.Now()}
 	resp := s.route(ctx, t)
 	return resp, s.observe(t)
 }
@@ -69,21 +74,24 @@ func (s *Switch) route(ctx context.Context, t *Txn) []byte {
 	return s.financial(ctx, t)
 }
 
-// FormatError answers a frame that did not decode, when its head could be read.
-func (s *Switch) FormatError(raw []byte, err error) []byte {
+// FormatError answers a frame that did not decode, when its head could be read, and records it
+// with the rejects (from peer, on the env listener).
+func (s *Switch) FormatError(env terminals.Environment, peer Peer, raw []byte, err error) []byte {
 	var h pos.HeadField
 	_, herr := h.Unpack(raw)
 	claimedMTI := h.Head.MTI
 	if herr != nil || len(claimedMTI) != 4 || claimedMTI[2]%2 == 1 {
+		s.rejectRaw(string(env), peer, raw, claimedMTI, "no readable head (connection closed): "+err.Error())
 		return nil
 	}
+	s.rejectRaw(string(env), peer, raw, claimedMTI, err.Error())
 	m := pos.NewMessage()
 	_ = spec.Marshal(m, &pos.Answer{Terminal: pos.Terminal{Head: h.Head.Reply(respMTI(claimedMTI), pos.ProcNone)}, RespCode: rc.FormatError})
 	b, perr := pos.Encode(m, nil)
 	if perr != nil {
 		return nil
 	}
-	s.Log.Info("format error", "code", rc.FormatError, "err", err.Error())
+	s.Log.Info("format error", "code", rc.FormatError, "source", peer.String(), "err", err.Error())
 	return b
 }
 
@@ -133,10 +141,13 @@ func (s *Switch) encode(t *Txn, v any, code string) []byte {
 	return b
 }
 
-// decline journals an acquirer decline with its rule and reason, then answers it.
+// decline journals an acquirer decline with its rule and reason, then answers it. A decline
+// before authentication (§7 rows 1-4) is recorded with the rejects instead: it changes nothing.
 func (s *Switch) decline(ctx context.Context, t *Txn) []byte {
 	code := t.Decision.Code
-	if t.Kind != nil && t.Kind.Financial && t.Terminal != nil {
+	if Unauthenticated(t.Decision.Rule) {
+		s.reject(t)
+	} else if t.Kind != nil && t.Kind.Financial && t.Terminal != nil {
 		rec := s.record(t, journal.Declined)
 		rec.RespCode, rec.Rule, rec.Reason = code, t.Decision.Rule, t.Decision.Reason
 		if _, err := s.Journal.Insert(ctx, rec); err != nil {
@@ -171,6 +182,9 @@ func (s *Switch) observe(t *Txn) string {
 	}
 	if t.Record != nil {
 		attrs = append(attrs, slog.String("rrn", t.Record.RRN))
+	}
+	if Unauthenticated(t.Decision.Rule) {
+		attrs = append(attrs, slog.Bool("rejected", true), slog.String("source", t.Peer.String()))
 	}
 	attrs = append(attrs, slog.Float64("ms", float64(time.Since(t.start).Microseconds())/1000))
 	s.Log.LogAttrs(context.Background(), slog.LevelInfo, "txn", attrs...)

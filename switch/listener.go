@@ -3,6 +3,7 @@ package posswitch
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -84,6 +85,7 @@ func (l *Listener) serve(nc net.Conn) {
 		<-l.slots
 	}()
 	w := &answerWriter{conn: netserve.WriteDeadline(nc, l.Cfg.WriteTimeout)}
+	peer, first := PeerOf(nc), true
 	inflight := make(chan struct{}, l.Cfg.MaxInFlight)
 	// a small buffer: LEN and a typical frame in one read, 512 bytes per idle terminal
 	r := bufio.NewReaderSize(nc, 512)
@@ -91,7 +93,14 @@ func (l *Listener) serve(nc net.Conn) {
 		_ = nc.SetReadDeadline(time.Now().Add(l.Cfg.IdleTimeout))
 		raw, err := pos.ReadFrame(r)
 		if err != nil {
+			var bad *pos.ErrFrameLength
+			if errors.As(err, &bad) {
+				l.Switch.rejectRaw(string(l.Cfg.Env), peer, nil, "", err.Error()+" (connection closed)")
+			}
 			return
+		}
+		if first { // after the first read: a TLS connection has finished its handshake
+			peer, first = PeerOf(nc), false
 		}
 		select {
 		case inflight <- struct{}{}:
@@ -100,7 +109,7 @@ func (l *Listener) serve(nc net.Conn) {
 		}
 		go func() {
 			defer func() { <-inflight }()
-			if !l.handle(w, raw) {
+			if !l.handle(w, peer, raw) {
 				nc.Close()
 			}
 		}()
@@ -122,19 +131,19 @@ func (w *answerWriter) write(b []byte) {
 }
 
 // handle answers one frame; false means the connection must be closed.
-func (l *Listener) handle(w *answerWriter, raw []byte) bool {
+func (l *Listener) handle(w *answerWriter, peer Peer, raw []byte) bool {
 	l.wg.Add(1)
 	defer l.wg.Done()
 	start := time.Now()
 	f, err := pos.Decode(raw)
 	if err != nil {
 		metrics.FormatErrors.Inc()
-		if b := l.Switch.FormatError(raw, err); b != nil {
+		if b := l.Switch.FormatError(l.Cfg.Env, peer, raw, err); b != nil {
 			w.write(b)
 			return true
 		}
 		// no head to answer to: a closed connection is the only clear answer (never a stuck socket)
-		l.Switch.Log.Info("undecodable frame without a readable head: connection closed", "err", err.Error())
+		l.Switch.Log.Info("undecodable frame without a readable head: connection closed", "source", peer.String(), "err", err.Error())
 		return false
 	}
 	// per-terminal order: a reversal waits for its original to finish
@@ -145,7 +154,7 @@ func (l *Listener) handle(w *answerWriter, raw []byte) bool {
 	defer mu.(*sync.Mutex).Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), l.Cfg.RequestTimeout)
 	defer cancel()
-	b, kind := l.Switch.Handle(ctx, l.Cfg.Env, f)
+	b, kind := l.Switch.HandleFrom(ctx, peer, l.Cfg.Env, f)
 	if l.Cfg.Capture != "" && b != nil { // before answering: a fixture exists once its answer does
 		if err := fixture.Capture(l.Cfg.Capture, f.Raw, b); err != nil {
 			l.Switch.Log.Warn("capture failed", "err", err.Error())

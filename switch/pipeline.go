@@ -16,6 +16,7 @@ import (
 // Txn is one transaction on its way through the switch.
 type Txn struct {
 	Env       terminals.Environment
+	Peer      Peer // where the frame came from
 	Now       time.Time
 	Frame     *pos.Frame
 	Kind      *pos.Kind

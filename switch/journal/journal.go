@@ -42,6 +42,8 @@ type Journal struct {
 	cancel context.CancelFunc
 	// floorDone is closed when the floor writer (Serve) has written its last value
 	floorDone chan struct{}
+	// rejects is the bounded, asynchronous writer of the rejects table
+	rejects rejectLog
 }
 
 type op struct {
@@ -69,6 +71,7 @@ func Open(ctx context.Context, url string, vault *Vault) (*Journal, error) {
 	j := &Journal{Pool: pool, Vault: vault, ops: make(chan op, 4096), stop: make(chan struct{}), done: make(chan struct{}), maxOps: 512}
 	j.states.reset(false) // not live: reads go to the journal until Serve listens
 	j.ctx, j.cancel = context.WithCancel(context.Background())
+	j.startRejects()
 	const committers = 2 // one batch is being committed while the next one fills
 	finished := make(chan struct{}, committers)
 	for range committers {
@@ -110,6 +113,7 @@ func (j *Journal) Close() {
 	}
 	close(j.stop)
 	<-j.done
+	<-j.rejects.done // flushed what was queued
 	j.Pool.Close()
 }
 

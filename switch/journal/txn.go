@@ -262,11 +262,14 @@ func (j *Journal) ForRefund(ctx context.Context, mid, rrn string, day time.Time)
 }
 
 // Last finds the terminal's most recent financial transaction, or the one with batch and STAN.
+// Only authenticated requests count: since migration 0008 the unauthenticated ones (§7 rows 1-4)
+// go to rejects, and the rule filter skips those an older switch journaled.
 func (j *Journal) Last(ctx context.Context, mid, tid, batch, stan string) (*Txn, error) {
+	const authenticated = " AND rule NOT IN ('frame','terminal','signed-on','mac')"
 	if stan != "" {
-		return j.one(ctx, "mid=$1 AND tid=$2 AND batch=$3 AND stan=$4 AND kind IN ('purchase','void','refund','balance') ORDER BY id DESC LIMIT 1", mid, tid, batch, stan)
+		return j.one(ctx, "mid=$1 AND tid=$2 AND batch=$3 AND stan=$4 AND kind IN ('purchase','void','refund','balance')"+authenticated+" ORDER BY id DESC LIMIT 1", mid, tid, batch, stan)
 	}
-	return j.one(ctx, "mid=$1 AND tid=$2 AND kind IN ('purchase','void','refund','balance') ORDER BY id DESC LIMIT 1", mid, tid)
+	return j.one(ctx, "mid=$1 AND tid=$2 AND kind IN ('purchase','void','refund','balance')"+authenticated+" ORDER BY id DESC LIMIT 1", mid, tid)
 }
 
 // BatchTotals are the settlement totals of a terminal batch (protocol.md §4): debit = approved,

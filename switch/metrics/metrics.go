@@ -55,8 +55,24 @@ var (
 func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		Transactions, RuleHits, TerminalLatency, IssuerLatency, JournalLatency, JournalGroup, ConnectedTerminals,
-		FormatErrors, LateAnswers, ConfigReloads, SAFDelivered)
+		FormatErrors, LateAnswers, ConfigReloads, SAFDelivered, Rejects, RejectsDropped, SignOns, Unauthenticated)
 }
+
+// Unauthenticated frames (issue 18).
+var (
+	Rejects = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoudan_rejects_total", Help: "Requests declined before authentication (protocol §7 rows 1-4): answered, changed nothing, recorded in rejects.",
+	}, []string{"env", "rule", "code"})
+	RejectsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "shoudan_rejects_dropped_total", Help: "Rejects not written to the rejects table because its queue was full (a flood).",
+	})
+	SignOns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoudan_signons_total", Help: "Sign-ons by result: pending (keys issued, not yet proven), proven (first request MACed with them), refused (rate or address binding).",
+	}, []string{"result"})
+	Unauthenticated = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoudan_unauthenticated_alerts_total", Help: "Unauthenticated management messages worth an operator's look, by reason (new_address, rate, signoff_ignored, bound_address).",
+	}, []string{"reason"})
+)
 
 // GaugeFunc registers a gauge read at scrape time (link state, queue depth and age).
 // Registering a name again replaces the earlier function (a restarted app in the same process).

@@ -29,6 +29,9 @@ type Config struct {
 	TestMode bool   // header digit 5 = 1
 	Timeout  time.Duration
 	Operator string // operator code (F63.1) sent at sign-on and settlement; default "01"
+	// LocalAddr is the IP address to dial from ("" = the system's choice); tests use another
+	// loopback address to tell an attacker from the genuine terminal.
+	LocalAddr string
 }
 
 func (c Config) operator() string {
@@ -65,7 +68,11 @@ func Dial(addr string, c Config) (*Terminal, error) {
 	if c.SDK == "" {
 		c.SDK = "3.2.1"
 	}
-	conn, err := net.DialTimeout("tcp", addr, c.Timeout)
+	dialer := net.Dialer{Timeout: c.Timeout}
+	if c.LocalAddr != "" {
+		dialer.LocalAddr = &net.TCPAddr{IP: net.ParseIP(c.LocalAddr)}
+	}
+	conn, err := dialer.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
