@@ -7,11 +7,9 @@ import (
 
 	rc "github.com/shoudan/shoudan/responsecodes"
 	"github.com/shoudan/shoudan/switch/journal"
+	"github.com/shoudan/shoudan/switch/query"
 	"github.com/shoudan/shoudan/terminals"
 )
-
-// StateNames says what a journal state means.
-var StateNames = map[byte]string{'P': "pending at the issuer", 'A': "approved", 'D': "declined", 'V': "voided", 'R': "reversed", 'T': "timed out at the issuer (reversed)"}
 
 // Check is one acquirer check a transaction passed, or the rule that decided it.
 type Check struct{ Rule, Doc string }
@@ -35,7 +33,7 @@ func Explain(t *journal.Txn) Explanation {
 		Summary: fmt.Sprintf("%s %s of %s yuan on card %s, entry mode %s", t.Kind, t.MTI, terminals.FormatAmount(t.Amount), t.PANMasked, t.EntryMode),
 		Where: fmt.Sprintf("terminal %s merchant %s (%s listener), batch %s STAN %s, RRN %s, at %s", t.TID, t.MID, t.Env, t.Batch, t.STAN, t.RRN,
 			t.CreatedAt.Local().Format("2006-01-02 15:04:05")),
-		Answer:    fmt.Sprintf("answered %s %s / %s (%s); now %s", t.RespCode, d.Chinese, d.English, d.Action, StateNames[t.State]),
+		Answer:    fmt.Sprintf("answered %s %s / %s (%s); now %s", t.RespCode, d.Chinese, d.English, d.Action, query.StateName(t.State)),
 		DecidedBy: Check{t.Rule, RuleDoc[t.Rule]},
 		Why:       t.Reason,
 	}

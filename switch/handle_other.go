@@ -122,6 +122,10 @@ func (s *Switch) reversal(ctx context.Context, t *Txn) []byte {
 	var more []func(*pgx.Batch)
 	if o != nil && o.State != journal.Reversed && o.State != journal.Declined {
 		more = append(more, journal.SetStateOp(o.ID, journal.Reversed))
+		if o.Kind == pos.Void.Name && o.State == journal.Approved && o.OrigID != nil {
+			// undoing an approved void puts its purchase back: it can be voided, refunded and settled again
+			more = append(more, journal.SetStateOp(*o.OrigID, journal.Approved))
+		}
 		if o.WentUpstream {
 			more = append(more, journal.ArmReversalOp(o.ID))
 		}

@@ -8,12 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
+	"github.com/shoudan/shoudan/spec/money"
 	posswitch "github.com/shoudan/shoudan/switch"
 	"github.com/shoudan/shoudan/switch/app"
 	"github.com/shoudan/shoudan/switch/journal"
+	"github.com/shoudan/shoudan/switch/query"
 	"github.com/spf13/cobra"
 )
 
@@ -57,10 +58,11 @@ func explainCmd(cfgPath *string) *cobra.Command {
 						ts = append(ts, t)
 					}
 				case tid != "" && stan != "":
-					var err error
-					if ts, err = j.List(cmd.Context(), journal.Filter{TID: tid, MID: mid, STAN: stan, NewestFst: true, Limit: 5}); err != nil {
+					p, err := query.List(cmd.Context(), j, query.Filter{TID: tid, MID: mid, STAN: stan, Limit: 5})
+					if err != nil {
 						return err
 					}
+					ts = p.Rows
 				default:
 					return fmt.Errorf("explain: give an RRN, or --tid and --stan")
 				}
@@ -82,39 +84,50 @@ func explainCmd(cfgPath *string) *cobra.Command {
 
 func explain(w io.Writer, t *journal.Txn) { posswitch.Explain(t).Write(w) }
 
-func money(fen int64) string { return fmt.Sprintf("%d.%02d", fen/100, fen%100) }
-
 func txnCmd(cfgPath *string) *cobra.Command {
-	var f journal.Filter
-	var from, to, asCSV string
-	var limit int
+	var f query.Filter
+	var from, to, sfrom, sto, minAmt, maxAmt, asCSV string
 	parse := func() error {
-		var err error
-		if from != "" {
-			if f.From, err = time.ParseInLocation("2006-01-02", from, time.Local); err != nil {
-				return fmt.Errorf("--from: expected YYYY-MM-DD, found %q", from)
+		days := []struct {
+			flag, v string
+			to      *time.Time
+		}{{"--from", from, &f.From}, {"--to", to, &f.To}, {"--settle-from", sfrom, &f.SettleFrom}, {"--settle-to", sto, &f.SettleTo}}
+		for _, d := range days {
+			if d.v == "" {
+				continue
 			}
-		}
-		if to != "" {
-			if f.To, err = time.ParseInLocation("2006-01-02", to, time.Local); err != nil {
-				return fmt.Errorf("--to: expected YYYY-MM-DD, found %q", to)
+			t, err := time.ParseInLocation("2006-01-02", d.v, time.Local)
+			if err != nil {
+				return fmt.Errorf("%s: expected a day YYYY-MM-DD, found %q", d.flag, d.v)
 			}
+			*d.to = t
 		}
-		f.Limit = limit
+		for _, a := range []struct {
+			flag, v string
+			to      *int64
+		}{{"--min", minAmt, &f.MinAmount}, {"--max", maxAmt, &f.MaxAmount}} {
+			if a.v == "" {
+				continue
+			}
+			v, err := money.Parse(a.v)
+			if err != nil {
+				return fmt.Errorf("%s: %w", a.flag, err)
+			}
+			*a.to = v
+		}
 		return nil
 	}
 	c := &cobra.Command{
 		Use:   "txn",
-		Short: "List and filter journaled transactions (table or CSV); `txn summary` and `txn tail`",
+		Short: "List and filter journaled transactions, newest first (table or CSV); `txn summary` and `txn tail`",
+		Long: `List journaled transactions, newest first, and say how many of how many are shown.
+The state column is one letter:
+` + stateLegend() + `Filters combine; amounts are yuan (12.34). --csv streams every matching row (no --limit).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := parse(); err != nil {
 				return err
 			}
 			return withJournal(cmd.Context(), *cfgPath, func(j *journal.Journal) error {
-				ts, err := j.List(cmd.Context(), f)
-				if err != nil {
-					return err
-				}
 				if asCSV != "" {
 					out := cmd.OutOrStdout()
 					if asCSV != "-" {
@@ -125,40 +138,94 @@ func txnCmd(cfgPath *string) *cobra.Command {
 						defer fh.Close()
 						out = fh
 					}
-					return writeCSV(out, ts)
+					all := f
+					all.Limit, all.Offset = 0, 0
+					n, err := writeCSV(cmd.Context(), out, j, all)
+					if err == nil && asCSV != "-" {
+						fmt.Fprintf(cmd.ErrOrStderr(), "%d transactions written to %s\n", n, asCSV)
+					}
+					return err
 				}
-				return writeTxns(cmd.OutOrStdout(), ts)
+				p, err := query.List(cmd.Context(), j, f)
+				if err != nil {
+					return err
+				}
+				w := cmd.OutOrStdout()
+				if err := writeTxns(w, p.Rows); err != nil {
+					return err
+				}
+				order := "newest first"
+				if f.Oldest {
+					order = "oldest first"
+				}
+				fmt.Fprintf(w, "%d of %d shown (%s", len(p.Rows), p.Total, order)
+				if p.More() {
+					next := p.Offset + len(p.Rows)
+					fmt.Fprintf(w, "; --offset %d for the next %d, --limit N to show more at once", next, min(int64(p.Limit), p.Total-int64(next)))
+				}
+				fmt.Fprintln(w, ")")
+				if len(p.Rows) > 0 {
+					fmt.Fprintln(w, "state: P pending, A approved, D declined, V voided, R reversed, T timed out (see txn --help)")
+				}
+				return nil
 			})
 		},
 	}
 	fl := c.PersistentFlags()
-	fl.StringVar(&from, "from", "", "first local day YYYY-MM-DD")
-	fl.StringVar(&to, "to", "", "last local day YYYY-MM-DD")
+	fl.StringVar(&from, "from", "", "first trade day YYYY-MM-DD")
+	fl.StringVar(&to, "to", "", "last trade day YYYY-MM-DD")
+	fl.StringVar(&sfrom, "settle-from", "", "first settlement date YYYY-MM-DD")
+	fl.StringVar(&sto, "settle-to", "", "last settlement date YYYY-MM-DD")
 	fl.StringVar(&f.MID, "mid", "", "merchant ID")
 	fl.StringVar(&f.TID, "tid", "", "terminal ID")
-	fl.StringVar(&f.RespCode, "code", "", "response code")
+	fl.StringVar(&f.Code, "code", "", "response code (00, 55, ...)")
 	fl.StringVar(&f.CardOrg, "org", "", "card organisation (CUP)")
-	c.Flags().IntVar(&limit, "limit", 1000, "at most this many rows")
-	c.Flags().StringVar(&asCSV, "csv", "", "write CSV to this file (- for stdout)")
+	fl.StringVar(&f.Kind, "kind", "", "purchase, void, refund, reversal or balance")
+	fl.StringVar(&f.State, "state", "", "state letters, e.g. A or VR (see above)")
+	fl.StringVar(&f.RRN, "rrn", "", "retrieval reference number")
+	fl.StringVar(&f.AuthCode, "auth", "", "authorisation code")
+	fl.StringVar(&f.Last4, "last4", "", "card's last 4 digits")
+	fl.StringVar(&f.PAN, "pan", "", "full card number (matched through the journal's keyed hash; never stored)")
+	fl.StringVar(&minAmt, "min", "", "smallest amount, yuan")
+	fl.StringVar(&maxAmt, "max", "", "largest amount, yuan")
+	c.Flags().IntVar(&f.Limit, "limit", 50, "at most this many rows")
+	c.Flags().IntVar(&f.Offset, "offset", 0, "skip this many rows (paging)")
+	c.Flags().BoolVar(&f.Oldest, "oldest", false, "oldest first")
+	c.Flags().StringVar(&asCSV, "csv", "", "write every matching row as CSV to this file (- for stdout)")
 
 	var by string
 	sum := &cobra.Command{
 		Use:   "summary",
-		Short: "Totals by day, settlement date, merchant or card organisation",
+		Short: "Totals by trade day, settlement date, merchant, terminal or card organisation",
+		Long:  "Totals of the transactions the filters select. Columns:\n" + columnLegend(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := parse(); err != nil {
 				return err
 			}
-			col := map[string]string{"day": "local_day::text", "settle": "settle_date::text", "merchant": "mid", "org": "card_org"}[by]
-			if col == "" {
-				return fmt.Errorf("--by: expected day, settle, merchant or org, found %q", by)
+			g, err := query.ParseBy(by)
+			if err != nil {
+				return fmt.Errorf("--by: %w", err)
+			}
+			_, reg, err := loadConfig(*cfgPath)
+			if err != nil {
+				return err
+			}
+			names := func(mid string) string {
+				if m := reg.Merchant(mid); m != nil {
+					return m.Name
+				}
+				return ""
 			}
 			return withJournal(cmd.Context(), *cfgPath, func(j *journal.Journal) error {
-				return summary(cmd.Context(), cmd.OutOrStdout(), j, col, by, f)
+				s, err := query.Summarize(cmd.Context(), j, f, g, names)
+				if err != nil {
+					return err
+				}
+				return writeSummary(cmd.OutOrStdout(), s)
 			})
 		},
 	}
-	sum.Flags().StringVar(&by, "by", "day", "day, settle, merchant or org")
+	sum.Flags().StringVar(&by, "by", "day", "day, settle, merchant, terminal or org")
 	tail := &cobra.Command{
 		Use:   "tail",
 		Short: "Follow the newest transactions as they are journaled",
@@ -167,22 +234,19 @@ func txnCmd(cfgPath *string) *cobra.Command {
 				return err
 			}
 			return withJournal(cmd.Context(), *cfgPath, func(j *journal.Journal) error {
-				last, err := j.List(cmd.Context(), journal.Filter{NewestFst: true, Limit: 1})
+				last, err := query.Newest(cmd.Context(), j)
 				if err != nil {
 					return err
 				}
-				if len(last) > 0 {
-					f.AfterID = last[0].ID
-				}
-				f.Limit = 500
+				f.AfterID, f.Oldest, f.Limit = last, true, 500
 				for {
-					ts, err := j.List(cmd.Context(), f)
+					p, err := query.List(cmd.Context(), j, f)
 					if err != nil {
 						return err
 					}
-					if len(ts) > 0 {
-						f.AfterID = ts[len(ts)-1].ID
-						if err := writeTxnsNoHeader(cmd.OutOrStdout(), ts); err != nil {
+					if len(p.Rows) > 0 {
+						f.AfterID = p.Rows[len(p.Rows)-1].ID
+						if err := writeTxnsNoHeader(cmd.OutOrStdout(), p.Rows); err != nil {
 							return err
 						}
 					}
@@ -199,20 +263,36 @@ func txnCmd(cfgPath *string) *cobra.Command {
 	return c
 }
 
+func stateLegend() string {
+	var b strings.Builder
+	for _, s := range query.States {
+		fmt.Fprintf(&b, "  %c  %s\n", s.Letter, s.Meaning)
+	}
+	return b.String()
+}
+
+func columnLegend() string {
+	var b strings.Builder
+	for _, c := range query.Columns {
+		fmt.Fprintf(&b, "  %-13s %s\n", c.Head, c.Meaning)
+	}
+	return b.String()
+}
+
 func txnRow(t *journal.Txn) []string {
-	return []string{t.CreatedAt.Local().Format("2006-01-02 15:04:05"), t.Kind, t.MID, t.TID, t.Batch, t.STAN, t.RRN, t.PANMasked, money(t.Amount),
+	return []string{t.CreatedAt.Local().Format("2006-01-02 15:04:05"), t.Kind, t.MID, t.TID, t.Batch, t.STAN, t.RRN, t.PANMasked, money.Format(t.Amount),
 		t.RespCode, string(t.State), t.Rule, t.CardOrg}
 }
 
 var txnHeader = []string{"time", "kind", "mid", "tid", "batch", "stan", "rrn", "pan", "amount", "code", "state", "rule", "org"}
 
 func writeTxns(w io.Writer, ts []*journal.Txn) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(txnHeader, "\t"))
+	tb := &table{right: map[int]bool{8: true}}
+	tb.row(txnHeader...)
 	for _, t := range ts {
-		fmt.Fprintln(tw, strings.Join(txnRow(t), "\t"))
+		tb.row(txnRow(t)...)
 	}
-	return tw.Flush()
+	return tb.write(w)
 }
 
 func writeTxnsNoHeader(w io.Writer, ts []*journal.Txn) error {
@@ -224,58 +304,46 @@ func writeTxnsNoHeader(w io.Writer, ts []*journal.Txn) error {
 	return nil
 }
 
-func writeCSV(w io.Writer, ts []*journal.Txn) error {
+// writeCSV streams every row f selects (flat memory) and returns how many it wrote.
+func writeCSV(ctx context.Context, w io.Writer, j *journal.Journal, f query.Filter) (int, error) {
 	cw := csv.NewWriter(w)
 	_ = cw.Write(append(txnHeader, "reason"))
-	for _, t := range ts {
-		_ = cw.Write(append(txnRow(t), t.Reason))
-	}
+	n := 0
+	err := query.Each(ctx, j, f, func(t *journal.Txn) error {
+		n++
+		return cw.Write(append(txnRow(t), t.Reason))
+	})
 	cw.Flush()
-	return cw.Error()
+	if err != nil {
+		return n, err
+	}
+	return n, cw.Error()
 }
 
-func summary(ctx context.Context, w io.Writer, j *journal.Journal, col, by string, f journal.Filter) error {
-	q := `SELECT ` + col + ` AS k, count(*),
-		count(*) FILTER (WHERE resp_code='00'),
-		coalesce(sum(amount) FILTER (WHERE kind='purchase' AND state='A'),0),
-		count(*) FILTER (WHERE kind='purchase' AND state='A'),
-		coalesce(sum(amount) FILTER (WHERE kind IN ('refund','void') AND state='A'),0),
-		count(*) FILTER (WHERE resp_code NOT IN ('00',''))
-		FROM txn WHERE kind IN ('purchase','void','refund','balance','reversal')`
-	var args []any
-	if !f.From.IsZero() {
-		args = append(args, f.From)
-		q += fmt.Sprintf(" AND local_day >= $%d", len(args))
+func writeSummary(w io.Writer, s *query.Summaries) error {
+	head := []string{string(s.By)}
+	if s.By == query.ByMerchant {
+		head = append(head, "name")
 	}
-	if !f.To.IsZero() {
-		args = append(args, f.To)
-		q += fmt.Sprintf(" AND local_day <= $%d", len(args))
+	tb := &table{right: map[int]bool{}}
+	for i := len(head); i < len(head)+len(query.Columns); i++ {
+		tb.right[i] = true
 	}
-	for c, v := range map[string]string{"mid": f.MID, "tid": f.TID} {
-		if v != "" {
-			args = append(args, v)
-			q += fmt.Sprintf(" AND %s = $%d", c, len(args))
+	for _, c := range query.Columns {
+		head = append(head, c.Head)
+	}
+	tb.row(head...)
+	for _, r := range append(s.Rows, s.Total) {
+		cells := []string{r.Key}
+		if s.By == query.ByMerchant {
+			cells = append(cells, r.Name)
 		}
+		tb.row(append(cells, r.Cells()...)...)
 	}
-	q += " GROUP BY 1 ORDER BY 1"
-	rows, err := j.Pool.Query(ctx, q, args...)
-	if err != nil {
+	if err := tb.write(w); err != nil {
 		return err
 	}
-	defer rows.Close()
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%s\ttransactions\tapproved\tpurchases\tpurchase amount\tvoids+refunds\tdeclined\t\n", by)
-	for rows.Next() {
-		var k string
-		var n, ok, pc, dec int64
-		var pa, cr int64
-		if err := rows.Scan(&k, &n, &ok, &pa, &pc, &cr, &dec); err != nil {
-			return err
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%d\t\n", k, n, ok, pc, money(pa), money(cr), dec)
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	return tw.Flush()
+	fmt.Fprintln(w, "\ncolumns (amounts in yuan):")
+	_, err := io.WriteString(w, columnLegend())
+	return err
 }

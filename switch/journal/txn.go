@@ -65,6 +65,13 @@ const txnColumns = `id, created_at, local_day, settle_date, env, mid, tid, batch
 	entry_mode, type_code, pan_masked, pan_hash, card_org, mcc, rrn, auth_code, resp_code, issuer_code, up_trace, up_time, state,
 	went_upstream, rule, reason, req_hash, response, orig_id, refunded, trace, coalesce(issuer_us, 0), operator`
 
+// TxnColumns is the column list ScanTxn reads, for queries over txn outside this package
+// (package switch/query).
+const TxnColumns = txnColumns
+
+// ScanTxn reads one row selected with TxnColumns.
+func ScanTxn(row pgx.Row) (*Txn, error) { return scanTxn(row) }
+
 func scanTxn(row pgx.Row) (*Txn, error) {
 	var t Txn
 	var state string
