@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/shoudan/shoudan/spec/money"
 	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/spf13/cobra"
 )
@@ -51,7 +52,7 @@ switch keeps a month, at most 100,000 rows.`,
 				fmt.Fprintln(tw, strings.Join([]string{"time", "source", "env", "code", "rule", "kind", "mti", "mid", "tid", "batch", "stan", "pan", "amount", "reason"}, "\t"))
 				for _, r := range rs {
 					fmt.Fprintln(tw, strings.Join([]string{r.At.Local().Format("2006-01-02 15:04:05"), r.Source, r.Env, r.Code, r.Rule, dash(r.Kind), dash(r.MTI),
-						dash(r.MID), dash(r.TID), dash(r.Batch), dash(r.STAN), dash(r.PANMasked), money(r.Amount), r.Reason}, "\t"))
+						dash(r.MID), dash(r.TID), dash(r.Batch), dash(r.STAN), dash(r.PANMasked), money.Format(r.Amount), r.Reason}, "\t"))
 				}
 				return tw.Flush()
 			})
