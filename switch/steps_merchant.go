@@ -79,11 +79,15 @@ func checkQPSWhitelist(_ context.Context, _ *Switch, t *Txn) (string, string) {
 	return rc.InvalidMerchant, fmt.Sprintf("merchant's 双免 whitelist registration of %s takes effect the next day", t.Merchant.QPSRegistered.Format("2006-01-02"))
 }
 
-// 12: amount within the no-PIN limit.
+// 12: amount within the no-PIN limit (the merchant's own, or the rules').
 func checkQPSLimit(_ context.Context, _ *Switch, t *Txn) (string, string) {
-	if qps(t) && t.Req.Amount > t.Reg.Rules.QPSLimit {
-		return rc.IncorrectPIN, fmt.Sprintf("amount %s is over the no-PIN limit %s: PIN required",
-			terminals.FormatAmount(t.Req.Amount), terminals.FormatAmount(t.Reg.Rules.QPSLimit))
+	if limit := t.Reg.QPSLimit(t.Merchant); qps(t) && t.Req.Amount > limit {
+		whose := "the"
+		if t.Merchant.QPSLimit > 0 {
+			whose = "the merchant's"
+		}
+		return rc.IncorrectPIN, fmt.Sprintf("amount %s is over %s no-PIN limit %s: PIN required",
+			terminals.FormatAmount(t.Req.Amount), whose, terminals.FormatAmount(limit))
 	}
 	return "", ""
 }

@@ -34,6 +34,9 @@ func checkTerminal(_ context.Context, _ *Switch, t *Txn) (string, string) {
 	if term == nil {
 		return rc.UnknownTerminal, fmt.Sprintf("terminal %s of merchant %s is not registered", t.Req.TID, t.Req.MID)
 	}
+	if !term.Enabled {
+		return rc.UnknownTerminal, fmt.Sprintf("terminal %s of merchant %s is disabled", t.Req.TID, t.Req.MID)
+	}
 	if term.Env != t.Env {
 		return rc.UnknownTerminal, fmt.Sprintf("terminal %s is registered in %s but arrived on the %s listener", t.Req.TID, term.Env, t.Env)
 	}

@@ -60,7 +60,7 @@ func TestParseErrorsNameTheLine(t *testing.T) {
 		"short MID":     {"merchants:\n  - mid: \"8983\"\n", 2, "merchants[0].mid"},
 		"bad env":       {good + "  - tid: \"87654321\"\n    mid: \"898310058120001\"\n    env: staging\n    serial: X\n    tmk: 0123456789ABCDEF\n", 19, "terminals[1].env"},
 		"bad tmk":       {good + "  - tid: \"87654321\"\n    mid: \"898310058120001\"\n    serial: X\n    tmk: 12\n", 20, "terminals[1].tmk"},
-		"unknown mid":   {good + "  - tid: \"87654321\"\n    mid: \"898310058129999\"\n    serial: X\n    tmk: 0123456789ABCDEF\n", 17, "terminals[1].mid"},
+		"unknown mid":   {good + "  - tid: \"87654321\"\n    mid: \"898310058129999\"\n    serial: X\n    tmk: 0123456789ABCDEF\n", 18, "terminals[1].mid"},
 		"whitelist day": {"qps_whitelist:\n  \"898310058120001\": tomorrow\n", 2, "qps_whitelist.898310058120001"},
 	}
 	for name, c := range cases {
