@@ -104,6 +104,15 @@ func (r *Registry) Spec() *Spec {
 	return r.spec.Clone()
 }
 
+// LoadTemplate is what every load_terminals terminal shares (MID, environment, TMK, 双免), and
+// their count; nil when there are none.
+func (r *Registry) LoadTemplate() (*Terminal, int) {
+	if r.load == nil {
+		return nil, 0
+	}
+	return &Terminal{MID: r.load.MID, Env: r.load.Env, TMK: r.load.TMK, QPS: r.load.QPS, Enabled: true, Generated: true}, r.load.Count
+}
+
 // QPSLimit is the no-PIN (双免) limit that applies to m, in fen: its own, or the rules'.
 func (r *Registry) QPSLimit(m *Merchant) int64 {
 	if m != nil && m.QPSLimit > 0 {

@@ -158,9 +158,11 @@ func (s *Spec) SetWhitelist(mid, day string) {
 	}
 }
 
-// Clone is a deep copy (edits of the copy never reach the original).
+// Clone is a deep copy (edits of the copy never reach the original). The copy forgets where its
+// entries were read from: its errors name entries, not lines of a file.
 func (s *Spec) Clone() *Spec {
 	c := *s
+	c.rulesNode, c.whitelistNode = nil, nil
 	c.Rules.CashMCCs = slices.Clone(s.Rules.CashMCCs)
 	if s.Rules.RefundWindowDays != nil {
 		c.Rules.RefundWindowDays = new(int)
@@ -172,12 +174,15 @@ func (s *Spec) Clone() *Spec {
 	for i := range c.Merchants {
 		m := &c.Merchants[i]
 		m.Enabled, m.Direct, m.Refund = cloneBool(m.Enabled), cloneBool(m.Direct), cloneBool(m.Refund)
+		m.src = nil
 	}
 	for i := range c.Terminals {
 		c.Terminals[i].Enabled = cloneBool(c.Terminals[i].Enabled)
+		c.Terminals[i].src = nil
 	}
 	if s.Load != nil {
 		l := *s.Load
+		l.src = nil
 		c.Load = &l
 	}
 	return &c

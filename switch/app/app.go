@@ -29,13 +29,19 @@ import (
 	"github.com/shoudan/shoudan/switch/journal/pginstance"
 	"github.com/shoudan/shoudan/switch/metrics"
 	"github.com/shoudan/shoudan/terminals"
+	"github.com/shoudan/shoudan/terminals/registrydb"
 	"github.com/spf13/viper"
 )
 
 // App is a running switch.
 type App struct {
-	Config    *Config
-	Registry  *terminals.Holder
+	Config *Config
+	// Registry is this node's snapshot of the registry database (RegistryDB), rebuilt whenever
+	// a change commits on any node.
+	Registry *terminals.Holder
+	// RegistryDB is the registry API: the console and the tools change merchants, terminals and
+	// rules through it.
+	RegistryDB *registrydb.Store
 	Journal   *journal.Journal
 	Link      *issuerlink.Link
 	Switch    *posswitch.Switch
@@ -48,6 +54,7 @@ type App struct {
 	cancel   context.CancelFunc
 	admin    *http.Server
 	fwdDone  chan struct{}
+	follows  chan struct{}
 	watcher  *viper.Viper
 	reloaded chan error
 }
@@ -95,7 +102,9 @@ func OpenJournal(ctx context.Context, c *Config, log *slog.Logger) (*journal.Jou
 	return j, in, nil
 }
 
-// Start brings the whole switch up. The registry is the one Load returned with c.
+// Start brings the whole switch up. reg is the config file's registry (Load returned it with
+// c): it is imported into the registry database (what the file changed since its last import;
+// everything on a first start), and the switch then decides by the database's registry.
 func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Logger) (a *App, err error) {
 	a = &App{Config: c, Registry: terminals.NewHolder(reg), Log: log, fwdDone: make(chan struct{}), reloaded: make(chan error, 16)}
 	defer func() {
@@ -106,6 +115,16 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 	if a.Journal, a.pg, err = OpenJournal(ctx, c, log); err != nil {
 		return nil, err
 	}
+	a.RegistryDB = registrydb.New(a.Journal.Pool, a.Journal.Vault)
+	a.RegistryDB.Local = a.Registry
+	if err := a.importConfig(ctx, reg); err != nil {
+		log.Error("config: registry sections not imported: the registry database keeps serving", "file", c.Path, "err", err.Error())
+	}
+	dbReg, err := a.RegistryDB.Load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("registry database: %w", err)
+	}
+	a.Registry.Set(dbReg)
 	a.Journal.Stats = func(n int, d time.Duration) {
 		metrics.JournalLatency.Observe(d.Seconds())
 		metrics.JournalGroup.Observe(float64(n))
@@ -156,6 +175,15 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 			}
 		}}
 	go func() { fwd.Run(rctx); close(a.fwdDone) }()
+	a.follows = make(chan struct{})
+	go func() {
+		defer close(a.follows)
+		a.RegistryDB.Follow(rctx, a.Registry, log, func(_ *terminals.Registry, err error) {
+			if err != nil {
+				metrics.ConfigReloads.WithLabelValues("rejected").Inc()
+			}
+		})
+	}()
 	a.gauges()
 	for _, lc := range c.Listeners {
 		l, err := a.Switch.Listen(posswitch.ListenerConfig{Addr: lc.Addr, Env: terminals.Environment(lc.Env), MaxConns: c.Limits.MaxConns,
@@ -176,6 +204,9 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 
 // gauges registers the scrape-time gauges: issuer link state and the reversal queue.
 func (a *App) gauges() {
+	metrics.GaugeFunc("shoudan_registry_version", "Version of the registry database this node decides by (equal on every node once a change has reached them all).", func() float64 {
+		return float64(a.Registry.Get().Version)
+	})
 	metrics.GaugeFunc("shoudan_issuer_link_up", "1 when at least one issuer connection is live.", func() float64 {
 		if a.Link.Up() {
 			return 1
@@ -260,22 +291,47 @@ func (a *App) Watch() error {
 // Reloaded delivers the result of each reload (nil when applied): tests wait on it.
 func (a *App) Reloaded() <-chan error { return a.reloaded }
 
+// importConfig applies the config file's registry sections to the registry database (see
+// registrydb.Store.ImportFile: a file edit is an import of what it changed).
+func (a *App) importConfig(ctx context.Context, reg *terminals.Registry) error {
+	who := "built-in demo config"
+	if a.Config.Path != "" {
+		who = "file " + a.Config.Path
+	}
+	if host, err := os.Hostname(); err == nil {
+		who += " on " + host
+	}
+	ch, err := a.RegistryDB.ImportFile(ctx, who, reg.Spec())
+	if err == nil && !ch.Empty() {
+		a.Log.Info("config: registry sections imported", "file", a.Config.Path, "version", ch.Version, "changes", ch.Lines())
+	}
+	return err
+}
+
 func (a *App) reload() {
 	c, reg, err := Load(a.Config.Path)
 	if err == nil && c.Database.URL != a.Config.Database.URL {
 		a.Log.Warn("config: database.url changed; it takes effect at the next restart")
 	}
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = a.importConfig(ctx, reg)
+		cancel()
+		if err != nil {
+			err = fmt.Errorf("%s: import into the registry database refused: %w", a.Config.Path, err)
+		}
+	}
 	if err != nil {
 		metrics.ConfigReloads.WithLabelValues("rejected").Inc()
 		a.Log.Error("config rejected: the previous config keeps serving", "file", a.Config.Path, "err", err.Error())
 	} else {
-		a.Registry.Set(reg)
 		if a.Sim != nil {
 			a.Sim.SetFaults(c.Issuer.Sim.Faults)
 		}
+		cur := a.Registry.Get()
 		metrics.ConfigReloads.WithLabelValues("applied").Inc()
-		a.Log.Info("config applied", "file", a.Config.Path, "merchants", len(reg.Merchants()), "terminals", len(reg.Terminals()),
-			"qps_limit", terminals.FormatAmount(reg.Rules.QPSLimit))
+		a.Log.Info("config applied", "file", a.Config.Path, "registry_version", cur.Version, "merchants", len(cur.Merchants()),
+			"terminals", len(cur.Terminals()), "qps_limit", terminals.FormatAmount(cur.Rules.QPSLimit))
 	}
 	select {
 	case a.reloaded <- err:
@@ -292,6 +348,9 @@ func (a *App) Close(ctx context.Context) {
 	if a.cancel != nil {
 		a.cancel()
 		<-a.fwdDone
+		if a.follows != nil {
+			<-a.follows
+		}
 	}
 	if a.admin != nil {
 		_ = a.admin.Close()
