@@ -216,12 +216,14 @@ func (s *Switch) record(t *Txn, state byte) *journal.Txn {
 	if op == "" && t.State != nil {
 		op = t.State.Operator
 	}
+	serial, sdk, check := deviceInputs(t)
 	return &journal.Txn{
 		LocalDay: day(t.Now), SettleDate: day(t.Now), Env: string(t.Env), MID: t.Req.MID, TID: t.Req.TID,
 		Batch: t.F60.Batch, STAN: t.Req.STAN, MTI: mti, Kind: t.Kind.Name, ProcCode: t.Req.ProcCode, Amount: t.Req.Amount,
 		EntryMode: t.Req.EntryMode, Type: t.F60.Type, PANMasked: spec.MaskPAN(pan), PANHash: s.Journal.Vault.PANHash(pan),
 		CardOrg: "CUP", MCC: mcc, State: state, ReqHash: s.Journal.Vault.RequestHash(t.Frame.Raw), Trace: strings.Join(t.Passed, ","),
 		Operator: op,
+		Inputs:   journal.Inputs{ReqMCC: t.Req.MCC, HasPIN: len(t.Req.PINBlock) > 0, DevSerial: serial, DevSDK: sdk, DevCheck: check},
 	}
 }
 

@@ -34,6 +34,7 @@ type Txn struct {
 	Trace     []Decision    // the decisions made, in order
 	Passed    []string      // the acquirer checks passed, in order
 	IssuerRTT time.Duration // the issuer's round trip, when it went upstream
+	devCheck  string        // the device check value's verdict, once rule 5 checked it
 	start     time.Time     // wall clock at arrival (Now is the switch's business clock)
 }
 
@@ -66,7 +67,10 @@ var Steps = []Step{
 	{"qps-limit", checkQPSLimit},         // 12 → 55
 	// 13 (duplicate) is the journal's unique key: see journalRequest
 	{"void-original", checkVoidOriginal},     // 14–17
-	{"refund-original", checkRefundOriginal}, // 18–20
+	{"refund-allowed", checkRefundAllowed},   // 18 → 58
+	{"refund-original", checkRefundOriginal}, // 19: found, a later day → 25
+	{"refund-window", checkRefundWindow},     // 19: within the refund window → 12
+	{"refund-amount", checkRefundAmount},     // 19–20: approved, amount left, same card → 12 13 14
 }
 
 // decide runs the steps; the decision of the first decline is kept with its trace.
@@ -103,7 +107,10 @@ var RuleDoc = map[string]string{
 	"qps-limit":             "§7 row 12: 双免: amount within the no-PIN limit",
 	"duplicate":             "§7 row 13: same MID, TID, batch, STAN and MTI today",
 	"void-original":         "§7 rows 14-17: a void's original: found, same entry mode, approved, same amount and card",
-	"refund-original":       "§7 rows 18-20: a refund: allowed, original found on a later day in the window, amount left, same card",
+	"refund-allowed":        "§7 row 18: a refund: the merchant is allowed to refund",
+	"refund-original":       "§7 row 19: a refund's original purchase found by MID + RRN + date, from an earlier day",
+	"refund-window":         "§7 row 19: a refund's original within the refund window",
+	"refund-amount":         "§7 rows 19-20: a refund's original approved, the amount within what is left, the same card",
 	"issuer-link":           "§7 row 21: a route to the issuer",
 	"issuer-timeout":        "§7 row 22: an answer from the issuer in time (otherwise 98 and an automatic reversal)",
 	"issuer":                "the issuer's own decision, passed through",

@@ -43,14 +43,18 @@ func checkVoidOriginal(ctx context.Context, s *Switch, t *Txn) (string, string) 
 	return "", ""
 }
 
-// 18–20: a refund: merchant allowed; original by MID + RRN + date, a later day and within the
-// window; amount within what is left; same card.
+// 18: the merchant may refund.
+func checkRefundAllowed(_ context.Context, _ *Switch, t *Txn) (string, string) {
+	if t.Kind == pos.Refund && !t.Merchant.RefundAllowed {
+		return rc.NotPermittedToTerm, "merchant is not allowed to refund"
+	}
+	return "", ""
+}
+
+// 19: the original purchase, by MID + RRN + date, from an earlier day.
 func checkRefundOriginal(ctx context.Context, s *Switch, t *Txn) (string, string) {
 	if t.Kind != pos.Refund {
 		return "", ""
-	}
-	if !t.Merchant.RefundAllowed {
-		return rc.NotPermittedToTerm, "merchant is not allowed to refund"
 	}
 	f61, err := pos.ParseF61(t.Req.Original)
 	if err != nil || len(f61.Date) != 4 {
@@ -68,12 +72,36 @@ func checkRefundOriginal(ctx context.Context, s *Switch, t *Txn) (string, string
 		return rc.NoOriginal, fmt.Sprintf("no purchase with RRN %s on %s", t.Req.RRN, od.Format("2006-01-02"))
 	}
 	t.Orig = o
-	if !od.Before(day(t.Now)) {
+	if refundAge(o.LocalDay, t.Now) <= 0 {
 		return rc.NoOriginal, "the original is from today: void it instead of refunding"
 	}
-	if day(t.Now).Sub(od) > time.Duration(t.Reg.Rules.RefundWindowDays)*24*time.Hour {
+	return "", ""
+}
+
+// 19: the original within the refund window.
+func checkRefundWindow(_ context.Context, _ *Switch, t *Txn) (string, string) {
+	if t.Kind != pos.Refund {
+		return "", ""
+	}
+	if refundAge(t.Orig.LocalDay, t.Now) > t.Reg.Rules.RefundWindowDays {
 		return rc.InvalidTxn, fmt.Sprintf("the original is older than the %d-day refund window", t.Reg.Rules.RefundWindowDays)
 	}
+	return "", ""
+}
+
+// refundAge is how many days before now's business day the original's day lies.
+func refundAge(orig, now time.Time) int {
+	o := time.Date(orig.Year(), orig.Month(), orig.Day(), 0, 0, 0, 0, time.UTC)
+	n := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	return int(n.Sub(o) / (24 * time.Hour))
+}
+
+// 19–20: the original approved, the amount within what is left, the same card.
+func checkRefundAmount(_ context.Context, s *Switch, t *Txn) (string, string) {
+	if t.Kind != pos.Refund {
+		return "", ""
+	}
+	o := t.Orig
 	if o.State != journal.Approved {
 		return rc.InvalidTxn, fmt.Sprintf("original is not an approved purchase (state %c)", o.State)
 	}

@@ -92,21 +92,59 @@ func checkDevice(_ context.Context, _ *Switch, t *Txn) (string, string) {
 	if err != nil {
 		return rc.Violation, err.Error()
 	}
-	if d.Serial != t.Terminal.Serial {
-		return rc.Violation, fmt.Sprintf("device serial number %q does not match the registered %q", d.Serial, t.Terminal.Serial)
-	}
-	v, err := terminals.ParseVersion(d.Version)
-	if err != nil {
-		return rc.Violation, "SDK " + err.Error()
-	}
-	if v.Less(t.Reg.Rules.MinSDK) {
-		return rc.Violation, fmt.Sprintf("SDK version %s is older than the required %s", v, t.Reg.Rules.MinSDK)
+	if code, reason := deviceCompliance(d.Serial, d.Version, t.Terminal, &t.Reg.Rules); code != "" {
+		return code, reason
 	}
 	if d.Random != "" || d.CheckValue != "" {
 		want, err := keys.MAC(t.Keys.TAK, []byte(d.Serial+d.Random))
 		if err != nil || subtle.ConstantTimeCompare(want[:], []byte(d.CheckValue)) != 1 {
+			t.devCheck = devCheckBad
 			return rc.Violation, "serial-number check value (A2 tag 04) is wrong"
 		}
+		t.devCheck = devCheckGood
 	}
 	return "", ""
+}
+
+// deviceCompliance is the part of rule 5 that reads the registry and the rules: the serial number
+// matches the terminal's, the SDK version is new enough. What-if re-runs it under a draft config.
+func deviceCompliance(serial, version string, term *terminals.Terminal, rules *terminals.Rules) (string, string) {
+	if serial != term.Serial {
+		return rc.Violation, fmt.Sprintf("device serial number %q does not match the registered %q", serial, term.Serial)
+	}
+	v, err := terminals.ParseVersion(version)
+	if err != nil {
+		return rc.Violation, "SDK " + err.Error()
+	}
+	if v.Less(rules.MinSDK) {
+		return rc.Violation, fmt.Sprintf("SDK version %s is older than the required %s", v, rules.MinSDK)
+	}
+	return "", ""
+}
+
+// The device check value (F59 A2 tag 04) as journaled (journal.Inputs.DevCheck).
+const (
+	devCheckNone       = ""
+	devCheckGood       = "G"
+	devCheckBad        = "B"
+	devCheckUnverified = "?"
+	devCheckMissing    = "-"
+)
+
+// deviceInputs are the F59 values journaled for what-if: serial, SDK version and the state of the
+// check value (verified only when rule 5 got that far).
+func deviceInputs(t *Txn) (serial, sdk, check string) {
+	d, err := pos.ParseDevice(t.Req.Device)
+	if err != nil || d.Serial == "" || d.Version == "" {
+		return d.Serial, d.Version, devCheckMissing
+	}
+	switch {
+	case d.Random == "" && d.CheckValue == "":
+		check = devCheckNone
+	case t.devCheck != "":
+		check = t.devCheck
+	default:
+		check = devCheckUnverified
+	}
+	return d.Serial, d.Version, check
 }

@@ -415,7 +415,7 @@ func benchJournal(ctx context.Context, url string, n int, d time.Duration) (*Ben
 					Batch: "000001", STAN: fmt.Sprintf("%06d", stan), MTI: "0200", Kind: "purchase", ProcCode: "000000", Amount: 12345,
 					EntryMode: "051", Type: "22", PANMasked: "622202******0001", PANHash: randomKey(32), CardOrg: "CUP", MCC: "5411",
 					State: journal.Pending, WentUpstream: true, Rule: "acquirer-checks", Reason: "passed every acquirer check",
-					ReqHash: randomKey(32), Trace: "frame,terminal,signed-on,mac,device,merchant-trading,merchant-english-name,mcc-matches,cash-mcc,qps-enabled,qps-whitelist,qps-limit,void-original,refund-original",
+					ReqHash: randomKey(32), Trace: "frame,terminal,signed-on,mac,device,merchant-trading,merchant-english-name,mcc-matches,cash-mcc,qps-enabled,qps-whitelist,qps-limit,void-original,refund-allowed,refund-original,refund-window,refund-amount",
 					UpTrace: "123456", UpTime: "0101120000", Reversal: reversal}
 				ok, err := j.Insert(ctx, rec)
 				if err == nil && ok {

@@ -22,7 +22,7 @@ func main() {
 	root := &cobra.Command{Use: "shoudan", Short: "shoudan: an ISO 8583 acquiring switch for CUP POS terminals", SilenceUsage: true}
 	var cfgPath string
 	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", "", "config file (default: the built-in demo config)")
-	root.AddCommand(decodeCmd(), serveCmd(&cfgPath), issuerCmd(), migrateCmd(&cfgPath), configCmd(), posCmd(&cfgPath), explainCmd(&cfgPath), txnCmd(&cfgPath), terminalsCmd(&cfgPath), replayCmd(&cfgPath), benchCmd(), rejectsCmd(&cfgPath))
+	root.AddCommand(decodeCmd(), serveCmd(&cfgPath), issuerCmd(), migrateCmd(&cfgPath), configCmd(), posCmd(&cfgPath), explainCmd(&cfgPath), txnCmd(&cfgPath), terminalsCmd(&cfgPath), replayCmd(&cfgPath), benchCmd(), rejectsCmd(&cfgPath), whatifCmd())
 	if err := root.Execute(); err != nil {
 		os.Exit(1)
 	}

@@ -56,14 +56,26 @@ type Txn struct {
 	Trace        string // the acquirer checks passed, in order, comma-separated
 	Operator     string // F63.1 operator code (the request's, else the terminal's sign-on operator)
 	IssuerMicros int64  // the issuer's round trip (0: none)
+	Inputs       Inputs // what the config-reading acquirer checks read (for what-if)
 	// Reversal is the sealed upstream 0420 that would undo the request, written with the
 	// write-ahead record (never read back into Txn: only arming a reversal copies it to saf).
 	Reversal []byte
 }
 
+// Inputs are the request values the acquirer checks that read the config look at, beyond the
+// columns every transaction has (kind, entry mode, amount, terminal, merchant). No card secrets.
+type Inputs struct {
+	ReqMCC    string // F18 as sent ("" when absent)
+	HasPIN    bool   // F52 was present
+	DevSerial string // F59 A2 tag 02
+	DevSDK    string // F59 A2 tag 05
+	DevCheck  string // A2 tag 04: "" none, "G" good, "B" bad, "?" not verified, "-" A2 missing/malformed
+}
+
 const txnColumns = `id, created_at, local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount,
 	entry_mode, type_code, pan_masked, pan_hash, card_org, mcc, rrn, auth_code, resp_code, issuer_code, up_trace, up_time, state,
-	went_upstream, rule, reason, req_hash, response, orig_id, refunded, trace, coalesce(issuer_us, 0), operator`
+	went_upstream, rule, reason, req_hash, response, orig_id, refunded, trace, coalesce(issuer_us, 0), operator,
+	req_mcc, has_pin, dev_serial, dev_sdk, dev_check`
 
 // TxnColumns is the column list ScanTxn reads, for queries over txn outside this package
 // (package switch/query).
@@ -77,7 +89,8 @@ func scanTxn(row pgx.Row) (*Txn, error) {
 	var state string
 	err := row.Scan(&t.ID, &t.CreatedAt, &t.LocalDay, &t.SettleDate, &t.Env, &t.MID, &t.TID, &t.Batch, &t.STAN, &t.MTI, &t.Kind,
 		&t.ProcCode, &t.Amount, &t.EntryMode, &t.Type, &t.PANMasked, &t.PANHash, &t.CardOrg, &t.MCC, &t.RRN, &t.AuthCode,
-		&t.RespCode, &t.IssuerCode, &t.UpTrace, &t.UpTime, &state, &t.WentUpstream, &t.Rule, &t.Reason, &t.ReqHash, &t.Response, &t.OrigID, &t.Refunded, &t.Trace, &t.IssuerMicros, &t.Operator)
+		&t.RespCode, &t.IssuerCode, &t.UpTrace, &t.UpTime, &state, &t.WentUpstream, &t.Rule, &t.Reason, &t.ReqHash, &t.Response, &t.OrigID, &t.Refunded, &t.Trace, &t.IssuerMicros, &t.Operator,
+		&t.Inputs.ReqMCC, &t.Inputs.HasPIN, &t.Inputs.DevSerial, &t.Inputs.DevSDK, &t.Inputs.DevCheck)
 	if err != nil {
 		return nil, err
 	}
@@ -116,13 +129,15 @@ func (j *Journal) Insert(ctx context.Context, t *Txn, more ...func(*pgx.Batch)) 
 func queueInsert(b *pgx.Batch, t *Txn, inserted *bool) {
 	b.Queue(`INSERT INTO txn (local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount, entry_mode,
 		type_code, pan_masked, pan_hash, card_org, mcc, auth_code, resp_code, issuer_code, state, went_upstream, rule, reason,
-		req_hash, response, orig_id, trace, rrn, up_trace, up_time, reversal, operator)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31,$32,$33)
+		req_hash, response, orig_id, trace, rrn, up_trace, up_time, reversal, operator, req_mcc, has_pin, dev_serial, dev_sdk, dev_check)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31,$32,$33,
+		$34,$35,$36,$37,$38)
 		ON CONFLICT (local_day, mid, tid, batch, stan, mti) DO NOTHING
 		RETURNING id, created_at`,
 		t.LocalDay, t.SettleDate, t.Env, t.MID, t.TID, t.Batch, t.STAN, t.MTI, t.Kind, t.ProcCode, t.Amount, t.EntryMode,
 		t.Type, t.PANMasked, t.PANHash, t.CardOrg, t.MCC, t.AuthCode, t.RespCode, t.IssuerCode, string(t.State), t.WentUpstream,
 		t.Rule, t.Reason, t.ReqHash, nullJSON(t.Response), t.OrigID, t.Trace, t.RRN, t.UpTrace, t.UpTime, t.Reversal, t.Operator,
+		t.Inputs.ReqMCC, t.Inputs.HasPIN, t.Inputs.DevSerial, t.Inputs.DevSDK, t.Inputs.DevCheck,
 	).QueryRow(func(row pgx.Row) error {
 		err := row.Scan(&t.ID, &t.CreatedAt)
 		if errors.Is(err, pgx.ErrNoRows) {
