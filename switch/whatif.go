@@ -56,17 +56,11 @@ func Redecide(reg *terminals.Registry, rec *journal.Txn, origDay time.Time) Rede
 	if !origDay.IsZero() {
 		t.Orig = &journal.Txn{LocalDay: origDay}
 	}
-	passed := strings.Split(rec.Trace, ",")
 	recorded := func(rule string) (code, reason string, known bool) {
 		if rec.Rule == rule {
 			return rec.RespCode, rec.Reason, true
 		}
-		for _, p := range passed {
-			if p == rule {
-				return "", "", true
-			}
-		}
-		return "", "", false
+		return "", "", inList(rec.Trace, rule)
 	}
 	for _, st := range Steps {
 		var code, reason string
@@ -95,6 +89,18 @@ func Redecide(reg *terminals.Registry, rec *journal.Txn, origDay time.Time) Rede
 		}
 	}
 	return Redecision{}
+}
+
+// inList reports whether the comma-separated list holds item.
+func inList(list, item string) bool {
+	for list != "" {
+		var head string
+		head, list, _ = strings.Cut(list, ",")
+		if head == item {
+			return true
+		}
+	}
+	return false
 }
 
 // applies reports whether a step that keeps its recorded outcome looks at this kind at all (the

@@ -15,7 +15,8 @@ type DecidedFilter struct {
 	MID      string
 }
 
-// EachDecided streams the financial transactions of f, oldest first, each with what its decision
+// EachDecided streams the financial transactions of f (in no particular order: the scan follows
+// the table, not a sort of it), each with what its decision
 // read (Txn's decision columns and Inputs; card data, responses and reversals are not read) and,
 // for a refund, the local day of the original it found (zero when none). It runs in a read-only
 // transaction: what reads this way cannot change the journal.
@@ -29,7 +30,7 @@ func (j *Journal) EachDecided(ctx context.Context, f DecidedFilter, fn func(t *T
 		rrn, resp_code, state, rule, reason, trace, req_mcc, has_pin, dev_serial, dev_sdk, dev_check,
 		CASE WHEN kind = 'refund' AND orig_id IS NOT NULL THEN (SELECT o.local_day FROM txn o WHERE o.id = txn.orig_id) END
 		FROM txn WHERE local_day BETWEEN $1 AND $2 AND ($3 = '' OR mid = $3)
-		AND kind IN ('purchase', 'void', 'refund', 'balance', 'status', 'reversal') ORDER BY local_day, id`,
+		AND kind IN ('purchase', 'void', 'refund', 'balance', 'status', 'reversal')`,
 		f.From, f.To, f.MID)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)

@@ -83,7 +83,7 @@ type Report struct {
 	Undetermined  map[string]int `json:"undetermined"` // by the step that would decide but was never evaluated
 	Groups        []Group        `json:"groups"`       // largest first
 	Merchants     []MerchantPart `json:"merchants"`    // largest first
-	Changes       []Change       `json:"changes"`      // oldest first, at most MaxChanges
+	Changes       []Change       `json:"changes"`      // oldest first (by journal id), at most MaxChanges
 	Truncated     bool           `json:"truncated"`
 }
 
@@ -123,20 +123,24 @@ func Run(ctx context.Context, j *journal.Journal, live, draft *terminals.Registr
 		g.Amount += t.Amount
 		add(groupMerchants[key], t)
 		add(merchants, t)
-		if o.MaxChanges == 0 || len(r.Changes) < o.MaxChanges {
-			reason := re.Reason
-			if would.Rule == upstream {
-				reason = "passes every acquirer check (was: " + t.Reason + ")"
-			}
-			r.Changes = append(r.Changes, Change{ID: t.ID, RRN: t.RRN, At: t.CreatedAt, MID: t.MID, TID: t.TID, Kind: t.Kind,
-				EntryMode: t.EntryMode, Amount: t.Amount, Was: was, Would: would, Reason: reason})
-		} else {
-			r.Truncated = true
+		reason := re.Reason
+		if would.Rule == upstream {
+			reason = "passes every acquirer check (was: " + t.Reason + ")"
+		}
+		r.Changes = append(r.Changes, Change{ID: t.ID, RRN: t.RRN, At: t.CreatedAt, MID: t.MID, TID: t.TID, Kind: t.Kind,
+			EntryMode: t.EntryMode, Amount: t.Amount, Was: was, Would: would, Reason: reason})
+		if o.MaxChanges > 0 && len(r.Changes) >= 2*o.MaxChanges { // keep the oldest MaxChanges, in bounded memory
+			oldestFirst(r.Changes)
+			r.Changes, r.Truncated = r.Changes[:o.MaxChanges], true
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	oldestFirst(r.Changes)
+	if o.MaxChanges > 0 && len(r.Changes) > o.MaxChanges {
+		r.Changes, r.Truncated = r.Changes[:o.MaxChanges], true
 	}
 	name := func(mid string) string {
 		for _, reg := range []*terminals.Registry{draft, live} {
@@ -162,6 +166,8 @@ func Run(ctx context.Context, j *journal.Journal, live, draft *terminals.Registr
 	r.Merchants = sorted(merchants, name)
 	return r, nil
 }
+
+func oldestFirst(cs []Change) { sort.Slice(cs, func(a, b int) bool { return cs[a].ID < cs[b].ID }) }
 
 func add(m map[string]*MerchantPart, t *journal.Txn) {
 	p := m[t.MID]
