@@ -2,8 +2,12 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"time"
+
+	posswitch "github.com/shoudan/shoudan/switch"
+	"github.com/shoudan/shoudan/terminals"
 
 	"github.com/shoudan/shoudan/switch/app"
 	"github.com/shoudan/shoudan/switch/journal"
@@ -33,7 +37,7 @@ validated like 'config check': an invalid draft is refused with its line.`,
 			}
 			_, dreg, err := app.Load(draft)
 			if err != nil {
-				return fmt.Errorf("draft %s: %w", draft, err)
+				return fmt.Errorf("draft refused: %w", err)
 			}
 			today := time.Now()
 			o := whatif.Options{MID: mid, MaxChanges: max}
@@ -49,7 +53,7 @@ validated like 'config check': an invalid draft is refused with its line.`,
 			var write func(*os.File, *whatif.Report) error
 			switch format {
 			case "table":
-				write = func(f *os.File, r *whatif.Report) error { return whatif.WriteTable(f, r) }
+				write = func(f *os.File, r *whatif.Report) error { return writeWhatIf(f, r) }
 			case "csv":
 				write = func(f *os.File, r *whatif.Report) error { return whatif.WriteCSV(f, r) }
 			case "json":
@@ -100,4 +104,66 @@ func day(s string, def time.Time) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("expected a day YYYY-MM-DD, found %q", s)
 	}
 	return t, nil
+}
+
+// writeWhatIf prints a what-if report for an operator: the config changes, the impact by rule
+// and by merchant, then the changed transactions.
+func writeWhatIf(w io.Writer, r *whatif.Report) error {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	p("what-if over %s .. %s", r.From.Format("2006-01-02"), r.To.Format("2006-01-02"))
+	if r.MID != "" {
+		p(", merchant %s", r.MID)
+	}
+	p("\n\ndraft against the live config:\n")
+	if len(r.ConfigChanges) == 0 {
+		p("  (no change to the rules, merchants or terminals the acquirer checks read)\n")
+	}
+	for _, c := range r.ConfigChanges {
+		p("  %s\n", c)
+	}
+	p("\n%d transactions replayed: %d would be decided differently (%s yuan)", r.Examined, r.Changed, terminals.FormatAmount(r.ChangedAmount))
+	if n := r.UndeterminedTotal(); n > 0 {
+		p(", %d undetermined", n)
+	}
+	p("\n")
+	if len(r.Groups) > 0 {
+		p("\nby rule:\n")
+		for _, g := range r.Groups {
+			p("  %s\n", g.Summary())
+		}
+	}
+	if len(r.Merchants) > 0 {
+		p("\nby merchant:\n")
+		tb := table{right: map[int]bool{3: true, 4: true, 5: true}}
+		tb.row("", "MID", "name", "changed", "amount", "share")
+		for _, m := range r.Merchants {
+			tb.row("", m.MID, m.Name, fmt.Sprint(m.Count), terminals.FormatAmount(m.Amount), fmt.Sprintf("%d%%", (m.Count*100+r.Changed/2)/r.Changed))
+		}
+		if err := tb.write(w); err != nil {
+			return err
+		}
+	}
+	if r.UndeterminedTotal() > 0 {
+		p("\nundetermined: the draft lets them past the check that declined them, on to a check that reads the keys\n" +
+			"or the journal of that moment and was never evaluated then:\n")
+		for rule, n := range r.Undetermined {
+			p("  %d at %s (%s)\n", n, rule, posswitch.RuleDoc[rule])
+		}
+	}
+	if len(r.Changes) > 0 {
+		p("\nchanged transactions (answered: the code the terminal got):\n")
+		tb := table{right: map[int]bool{7: true}}
+		tb.row("", "RRN", "time", "MID", "TID", "kind", "entry", "amount", "answered", "was", "would be", "reason")
+		for _, c := range r.Changes {
+			tb.row("", c.RRN, c.At.Local().Format("2006-01-02 15:04:05"), c.MID, c.TID, c.Kind, c.EntryMode,
+				terminals.FormatAmount(c.Amount), c.Answered, c.Was.String(), c.Would.String(), c.Reason)
+		}
+		if err := tb.write(w); err != nil {
+			return err
+		}
+		if r.Truncated {
+			p("  (%d of %d listed: --max-changes 0 lists all)\n", len(r.Changes), r.Changed)
+		}
+	}
+	return nil
 }

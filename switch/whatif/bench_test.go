@@ -66,9 +66,7 @@ func BenchmarkWhatIfDay(b *testing.B) {
 	require.NoError(b, err)
 	_, err = s.Journal.Pool.Exec(ctx, "ANALYZE txn")
 	require.NoError(b, err)
-	rules := live.Rules
-	rules.QPSLimit = 50000
-	draft := terminals.NewRegistry(rules, merchants(live), terminalsOf(live))
+	draft := draft(b, s, `qps_limit: "1000.00"`, `qps_limit: "500.00"`)
 	o := whatif.Options{From: utcDay, To: utcDay}
 	b.ResetTimer()
 	var r *whatif.Report
@@ -82,18 +80,3 @@ func BenchmarkWhatIfDay(b *testing.B) {
 	b.ReportMetric(float64(n)/(b.Elapsed().Seconds()/float64(b.N)), "txn/s")
 }
 
-func merchants(r *terminals.Registry) []terminals.Merchant {
-	var out []terminals.Merchant
-	for _, m := range r.Merchants() {
-		out = append(out, *m)
-	}
-	return out
-}
-
-func terminalsOf(r *terminals.Registry) []terminals.Terminal {
-	var out []terminals.Terminal
-	for _, t := range r.Terminals() {
-		out = append(out, *t)
-	}
-	return out
-}

@@ -49,6 +49,7 @@ type Change struct {
 	Kind      string    `json:"kind"`
 	EntryMode string    `json:"entry_mode"`
 	Amount    int64     `json:"amount_fen"`
+	Answered  string    `json:"answered"` // the response code the terminal got (from the issuer, when was is "upstream")
 	Was       Outcome   `json:"was"`
 	Would     Outcome   `json:"would"`
 	Reason    string    `json:"reason"` // the draft's reason (or, when it passes, what the old decline was)
@@ -92,7 +93,9 @@ type Report struct {
 func Run(ctx context.Context, j *journal.Journal, live, draft *terminals.Registry, o Options) (*Report, error) {
 	r := &Report{From: o.From, To: o.To, MID: o.MID, Undetermined: map[string]int{}}
 	if live != nil {
-		r.ConfigChanges = Diff(live, draft)
+		for _, d := range terminals.Diff(live, draft) {
+			r.ConfigChanges = append(r.ConfigChanges, d.String())
+		}
 	}
 	groups := map[[2]Outcome]*Group{}
 	merchants := map[string]*MerchantPart{}
@@ -128,7 +131,7 @@ func Run(ctx context.Context, j *journal.Journal, live, draft *terminals.Registr
 			reason = "passes every acquirer check (was: " + t.Reason + ")"
 		}
 		r.Changes = append(r.Changes, Change{ID: t.ID, RRN: t.RRN, At: t.CreatedAt, MID: t.MID, TID: t.TID, Kind: t.Kind,
-			EntryMode: t.EntryMode, Amount: t.Amount, Was: was, Would: would, Reason: reason})
+			EntryMode: t.EntryMode, Amount: t.Amount, Answered: t.RespCode, Was: was, Would: would, Reason: reason})
 		if o.MaxChanges > 0 && len(r.Changes) >= 2*o.MaxChanges { // keep the oldest MaxChanges, in bounded memory
 			oldestFirst(r.Changes)
 			r.Changes, r.Truncated = r.Changes[:o.MaxChanges], true
@@ -221,9 +224,22 @@ func wouldOutcome(r posswitch.Redecision) Outcome {
 	return Outcome{Code: r.Code, Rule: r.Rule}
 }
 
+// UndeterminedTotal counts the transactions whose new decision is undetermined.
+func (r *Report) UndeterminedTotal() int {
+	n := 0
+	for _, v := range r.Undetermined {
+		n += v
+	}
+	return n
+}
+
 // Summary is the report's headline for one group, in words.
 func (g Group) Summary() string {
-	s := fmt.Sprintf("%d transactions (%s) %s → %s", g.Count, terminals.FormatAmount(g.Amount), g.Was, g.Would)
+	noun := "transactions"
+	if g.Count == 1 {
+		noun = "transaction"
+	}
+	s := fmt.Sprintf("%d %s (%s) %s → %s", g.Count, noun, terminals.FormatAmount(g.Amount), g.Was, g.Would)
 	if doc := posswitch.RuleDoc[g.Would.Rule]; doc != "" && g.Would.Rule != upstream {
 		s += " [" + doc + "]"
 	}

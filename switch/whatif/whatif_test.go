@@ -103,7 +103,7 @@ func traffic(t *testing.T, s *switchtest.Switch) []sent {
 }
 
 // draft writes the switch's config with edit applied and loads it as what-if would.
-func draft(t *testing.T, s *switchtest.Switch, old, new string) *terminals.Registry {
+func draft(t testing.TB, s *switchtest.Switch, old, new string) *terminals.Registry {
 	t.Helper()
 	b, err := os.ReadFile(s.Config.Path)
 	require.NoError(t, err)
@@ -167,7 +167,7 @@ func TestWhatIf(t *testing.T) {
 		})
 		assert.Len(t, want, 3, "600.00, 900.00 and 1000.00")
 		assert.Equal(t, want, changed(r))
-		assert.Equal(t, []string{"rules.qps_limit (双免 no-PIN limit) 1000.00 → 500.00"}, r.ConfigChanges)
+		assert.Equal(t, []string{"rules: qps_limit 1000.00 → 500.00"}, r.ConfigChanges)
 		require.Len(t, r.Groups, 1)
 		assert.Equal(t, int64(60000+90000+100000), r.Groups[0].Amount)
 		assert.Contains(t, r.Groups[0].Summary(), "1 merchant accounts for 100%")
@@ -243,7 +243,7 @@ func TestWhatIf(t *testing.T) {
 		})
 		assert.Len(t, want, 5)
 		assert.Equal(t, want, changed(r))
-		assert.Equal(t, []string{"merchant 898310058120001 (演示餐厅): qps true → false"}, r.ConfigChanges)
+		assert.Equal(t, []string{"merchant 898310058120001: qps true → false"}, r.ConfigChanges)
 	})
 
 	t.Run("move whitelist dates", func(t *testing.T) {
@@ -298,9 +298,7 @@ func TestWhatIf(t *testing.T) {
 			`{mid: "898310059440006", name: 珠宝店, name_en: Jewellery, refund: true}`))
 		assert.Zero(t, r.Changed)
 		assert.Equal(t, map[string]int{"refund-original": 1}, r.Undetermined)
-		var out strings.Builder
-		require.NoError(t, whatif.WriteTable(&out, r))
-		assert.Contains(t, out.String(), "1 at refund-original")
+		assert.Equal(t, 1, r.UndeterminedTotal())
 	})
 
 	t.Run("one merchant only", func(t *testing.T) {
