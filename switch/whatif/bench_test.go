@@ -79,4 +79,3 @@ func BenchmarkWhatIfDay(b *testing.B) {
 	require.NotZero(b, r.Changed)
 	b.ReportMetric(float64(n)/(b.Elapsed().Seconds()/float64(b.N)), "txn/s")
 }
-

@@ -27,4 +27,3 @@ func WriteJSON(w io.Writer, r *Report) error {
 	e.SetIndent("", "  ")
 	return e.Encode(r)
 }
-
