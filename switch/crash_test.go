@@ -188,7 +188,14 @@ func newRunner(t *testing.T, faults sim.Faults) (*runner, *terminals.Registry) {
 	require.NoError(t, os.WriteFile(cfg, []byte(y), 0o644))
 	logf, err := os.Create(filepath.Join(os.TempDir(), "shoudan-"+t.Name()+".log"))
 	require.NoError(t, err)
-	t.Cleanup(func() { logf.Close() })
+	t.Cleanup(func() {
+		logf.Close()
+		if t.Failed() {
+			t.Logf("the switch's log: %s", logf.Name())
+		} else {
+			os.Remove(logf.Name()) // kept only when it explains a failure
+		}
+	})
 	return &runner{t: t, bin: bin, cfg: cfg, dir: dir, prod: prod, url: url, issuer: issuer, logf: logf}, reg
 }
 

@@ -1,6 +1,7 @@
 package posswitch_test
 
 import (
+	"bytes"
 	"os"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	rc "github.com/shoudan/shoudan/responsecodes"
+	"github.com/shoudan/shoudan/switch/app"
 	"github.com/shoudan/shoudan/switch/metrics"
 	"github.com/shoudan/shoudan/switch/switchtest"
 	"github.com/shoudan/shoudan/terminals"
@@ -95,4 +97,47 @@ func TestLiveConfig(t *testing.T) {
 	r, err = n.Purchase(good, 100)
 	require.Equal(t, rc.Approved, code(t, r, err))
 	_ = terminals.Production
+}
+
+// TestSaveInPlace: an editor that saves in place truncates the file and writes it again; the
+// moment the file is empty (or half-written) is not a config, and is not rejected. A change to a
+// key that only a restart applies says so.
+func TestSaveInPlace(t *testing.T) {
+	logs := &syncBuffer{}
+	s := switchtest.Start(t, switchtest.Options{Log: logs})
+	path := s.Config.Path
+	rejected := testutil.ToFloat64(metrics.ConfigReloads.WithLabelValues("rejected"))
+	for _, gap := range []time.Duration{50 * time.Millisecond, 400 * time.Millisecond} {
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+		require.NoError(t, err)
+		time.Sleep(gap) // the file is empty meanwhile
+		_, err = f.Write(bytes.Replace(b, []byte(`qps_limit: "1000.00"`), []byte(`qps_limit: "1000.01"`), 1))
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		require.NoError(t, waitReload(t, s), "saved in place with the file empty for %s", gap)
+		assert.Equal(t, int64(100001), s.Registry.Get().Rules.QPSLimit)
+		assert.Equal(t, rejected, testutil.ToFloat64(metrics.ConfigReloads.WithLabelValues("rejected")), "no false rejection")
+		require.NoError(t, os.WriteFile(path, b, 0o644))
+		require.NoError(t, waitReload(t, s))
+	}
+	assert.NotContains(t, logs.String(), "config rejected")
+	applied, err := os.ReadFile(path + app.AppliedSuffix)
+	require.NoError(t, err, "the tools' copy of the applied config")
+	assert.Contains(t, string(applied), `qps_limit: "1000.00"`)
+
+	// a restart-only key: applied is the rest, and the log says what needs a restart
+	b, _ := os.ReadFile(path)
+	other := switchtest.FreePort(t)
+	require.NoError(t, os.WriteFile(path, bytes.Replace(b, []byte("admin:\n  addr: "+s.Config.Admin.Addr), []byte("admin:\n  addr: "+other), 1), 0o644))
+	require.NoError(t, waitReload(t, s))
+	assert.Contains(t, logs.String(), `"needs_restart":"admin.addr (`+s.Config.Admin.Addr+" -> "+other+`)"`)
+	assert.Contains(t, logs.String(), "need a restart")
+
+	// an empty file that stays empty is rejected, saying so
+	require.NoError(t, os.WriteFile(path, nil, 0o644))
+	err = waitReload(t, s)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the file is empty")
 }

@@ -4,6 +4,7 @@ package main
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -19,11 +20,12 @@ import (
 )
 
 func main() {
-	root := &cobra.Command{Use: "shoudan", Short: "shoudan: an ISO 8583 acquiring switch for CUP POS terminals", SilenceUsage: true}
+	root := &cobra.Command{Use: "shoudan", Short: "shoudan: an ISO 8583 acquiring switch for CUP POS terminals", SilenceUsage: true, SilenceErrors: true}
 	var cfgPath string
-	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", "", "config file (default: the built-in demo config)")
+	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", "", "config file (default: <data_dir>/shoudan.yaml, i.e. ./data/shoudan.yaml, which `serve` writes from the built-in demo config on its first run)")
 	root.AddCommand(decodeCmd(), serveCmd(&cfgPath), issuerCmd(), migrateCmd(&cfgPath), configCmd(), posCmd(&cfgPath), explainCmd(&cfgPath), txnCmd(&cfgPath), terminalsCmd(&cfgPath), replayCmd(&cfgPath), benchCmd(), rejectsCmd(&cfgPath), whatifCmd())
-	if err := root.Execute(); err != nil {
+	if cmd, err := root.ExecuteC(); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", cmd.CommandPath(), err)
 		os.Exit(1)
 	}
 }
@@ -63,6 +65,12 @@ func serveCmd(cfgPath *string) *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "config %s (watched: edits apply without a restart)\n", path)
+			if pg := a.PrivatePostgres(); pg != nil {
+				fmt.Fprintf(out, "journal: private PostgreSQL in %s\n", pg.Data)
+				if pg.Moved != "" {
+					fmt.Fprintf(out, "  (%s)\n", pg.Moved)
+				}
+			}
 			if a.Sim != nil {
 				fmt.Fprintf(out, "simulated issuer on %s (control http://%s/ledger)\n", a.Sim.Addr, a.Sim.Ctl)
 			}
@@ -88,18 +96,36 @@ func serveCmd(cfgPath *string) *cobra.Command {
 }
 
 // loadConfig loads the config the tools work with: the given file, or the switch's own
-// data/shoudan.yaml.
+// <data_dir>/shoudan.yaml. The tools create nothing: without that file they say where they
+// looked. While the file is invalid (being edited) they use the copy of the config the running
+// switch last applied (<file>.applied), as the switch itself does, and say so.
 func loadConfig(given string) (*app.Config, *terminals.Registry, error) {
-	path, err := configPath(given)
+	path, err := defaultConfigPath(given)
 	if err != nil {
 		return nil, nil, err
 	}
-	return app.Load(path)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		abs, _ := filepath.Abs(path)
+		if given != "" {
+			return nil, nil, fmt.Errorf("config %s: no such file", abs)
+		}
+		return nil, nil, fmt.Errorf("no config at %s: run this in the folder where `shoudan serve` runs (it writes that file on its first run), or give the config with -c FILE", abs)
+	}
+	c, reg, err := app.Load(path)
+	if err == nil {
+		return c, reg, nil
+	}
+	if c2, reg2, err2 := app.Load(path + app.AppliedSuffix); err2 == nil {
+		fmt.Fprintf(os.Stderr, "warning: %v\nwarning: using the config the running switch last applied (%s) until the file is fixed\n", err, path+app.AppliedSuffix)
+		c2.Path = path
+		return c2, reg2, nil
+	}
+	return nil, nil, err
 }
 
-// configPath is the file serve runs with: the one given, or the demo config written under the
-// data directory on first run.
-func configPath(given string) (string, error) {
+// defaultConfigPath is the given file, or <data_dir>/shoudan.yaml (data_dir from
+// SHOUDAN_DATA_DIR or the demo's ./data).
+func defaultConfigPath(given string) (string, error) {
 	if given != "" {
 		return given, nil
 	}
@@ -107,12 +133,21 @@ func configPath(given string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	p := filepath.Join(c.DataDir, "shoudan.yaml")
+	return filepath.Join(c.DataDir, "shoudan.yaml"), nil
+}
+
+// configPath is the file serve runs with: the one given, or the demo config written under the
+// data directory on first run.
+func configPath(given string) (string, error) {
+	p, err := defaultConfigPath(given)
+	if err != nil || given != "" {
+		return p, err
+	}
 	if _, err := os.Stat(p); err == nil {
 		return p, nil
 	}
-	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
-		return "", err
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return "", fmt.Errorf("data_dir: cannot create %s for the demo config: %v: run from a folder you can write, or set SHOUDAN_DATA_DIR", filepath.Dir(p), err)
 	}
 	return p, os.WriteFile(p, app.Demo, 0o644)
 }
@@ -164,7 +199,11 @@ func migrateCmd(cfgPath *string) *cobra.Command {
 		Use:   "migrate",
 		Short: "Apply the journal's schema migrations",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, _, err := app.Load(*cfgPath)
+			path, err := configPath(*cfgPath)
+			if err != nil {
+				return err
+			}
+			c, _, err := app.Load(path)
 			if err != nil {
 				return err
 			}
@@ -173,7 +212,7 @@ func migrateCmd(cfgPath *string) *cobra.Command {
 				return err
 			}
 			j.Close()
-			if pg != nil {
+			if pg != nil && !pg.Adopted() {
 				_ = pg.Stop()
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "migrations applied")

@@ -25,7 +25,7 @@ func withJournal(ctx context.Context, cfgPath string, f func(*journal.Journal) e
 	if err != nil {
 		return err
 	}
-	j, pg, err := app.OpenJournal(ctx, c, slog.New(slog.DiscardHandler))
+	j, pg, err := app.OpenExistingJournal(ctx, c, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}

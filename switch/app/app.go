@@ -16,7 +16,10 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime/debug"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -42,13 +45,13 @@ type App struct {
 	// RegistryDB is the registry API: the console and the tools change merchants, terminals and
 	// rules through it.
 	RegistryDB *registrydb.Store
-	Journal   *journal.Journal
-	Link      *issuerlink.Link
-	Switch    *posswitch.Switch
-	Sim       *sim.Server // nil when a real issuer address is configured
-	Listeners []*posswitch.Listener
-	Admin     string // bound admin address
-	Log       *slog.Logger
+	Journal    *journal.Journal
+	Link       *issuerlink.Link
+	Switch     *posswitch.Switch
+	Sim        *sim.Server // nil when a real issuer address is configured
+	Listeners  []*posswitch.Listener
+	Admin      string // bound admin address
+	Log        *slog.Logger
 
 	pg       *pginstance.Instance
 	cancel   context.CancelFunc
@@ -57,6 +60,12 @@ type App struct {
 	follows  chan struct{}
 	watcher  *viper.Viper
 	reloaded chan error
+	lock     *dataDirLock
+	debounce *time.Timer
+	dmu      sync.Mutex
+	// started is the file's config when the switch started (before any programmatic
+	// override): what an edit of a restart-only key is compared with.
+	started *Config
 }
 
 // NewLogger builds the configured slog logger writing to w.
@@ -72,10 +81,27 @@ func NewLogger(c *Config, w io.Writer) *slog.Logger {
 
 // OpenJournal opens the configured database, or a private PostgreSQL under the data directory.
 func OpenJournal(ctx context.Context, c *Config, log *slog.Logger) (*journal.Journal, *pginstance.Instance, error) {
-	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
-		return nil, nil, err
+	return openJournal(ctx, c, log, true)
+}
+
+// OpenExistingJournal is OpenJournal for the tools that only read (txn, explain, rejects): it
+// creates no data directory, key or cluster, and when there is none it says where it looked.
+func OpenExistingJournal(ctx context.Context, c *Config, log *slog.Logger) (*journal.Journal, *pginstance.Instance, error) {
+	return openJournal(ctx, c, log, false)
+}
+
+func openJournal(ctx context.Context, c *Config, log *slog.Logger, create bool) (*journal.Journal, *pginstance.Instance, error) {
+	abs, _ := filepath.Abs(c.DataDir)
+	keyPath := filepath.Join(c.DataDir, "journal.key")
+	if !create {
+		if _, err := os.Stat(keyPath); err != nil {
+			return nil, nil, fmt.Errorf("no journal in %s (looked for %s, from data_dir in %s): run this in the folder where `shoudan serve` runs, or point -c at its config",
+				abs, filepath.Join(abs, "journal.key"), c.source())
+		}
+	} else if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+		return nil, nil, c.dataDirError(abs, err)
 	}
-	key, err := journal.LoadOrCreateKey(filepath.Join(c.DataDir, "journal.key"))
+	key, err := journal.LoadOrCreateKey(keyPath)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -86,18 +112,32 @@ func OpenJournal(ctx context.Context, c *Config, log *slog.Logger) (*journal.Jou
 	url := c.Database.URL
 	var in *pginstance.Instance
 	if url == "" {
-		if in, err = pginstance.Start(ctx, c.DataDir); err != nil {
-			return nil, nil, err
+		start := pginstance.Start
+		if !create {
+			start = pginstance.Open
+		}
+		if in, err = start(ctx, c.DataDir); err != nil {
+			if errors.Is(err, pginstance.ErrNoCluster) {
+				return nil, nil, fmt.Errorf("no journal: %w", err)
+			}
+			return nil, nil, fmt.Errorf("private PostgreSQL: %w", err)
+		}
+		if in.Moved != "" {
+			log.Warn("private PostgreSQL placed outside the data directory", "data", in.Data, "why", in.Moved)
 		}
 		log.Info("private PostgreSQL ready", "data", in.Data)
 		url = in.URL()
 	}
-	j, err := journal.Open(ctx, url, vault)
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	j, err := journal.Open(octx, url, vault)
 	if err != nil {
 		if in != nil {
 			_ = in.Stop()
+			return nil, nil, fmt.Errorf("private PostgreSQL in %s: cannot open the journal: %v (its log: %s)", in.Data, err, in.LogFile())
 		}
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("database.url: cannot open the journal at %s: %v: check the server is running and the URL is right in %s, or leave it empty for a private PostgreSQL",
+			RedactURL(url), oneLine(err), c.configRef("database.url"))
 	}
 	return j, in, nil
 }
@@ -105,13 +145,21 @@ func OpenJournal(ctx context.Context, c *Config, log *slog.Logger) (*journal.Jou
 // Start brings the whole switch up. reg is the config file's registry (Load returned it with
 // c): it is imported into the registry database (what the file changed since its last import;
 // everything on a first start), and the switch then decides by the database's registry.
-func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Logger) (a *App, err error) {
-	a = &App{Config: c, Registry: terminals.NewHolder(reg), Log: log, fwdDone: make(chan struct{}), reloaded: make(chan error, 16)}
-	defer func() {
+// A failure stops whatever was started (nothing is left running, the private PostgreSQL
+// included) and is one line: what, where, and the fix.
+func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Logger) (_ *App, err error) {
+	a := &App{Config: c, Registry: terminals.NewHolder(reg), Log: log, fwdDone: make(chan struct{}), reloaded: make(chan error, 16)}
+	defer func() { // a, not the result (nil on failure), is what was started
 		if err != nil {
 			a.Close(context.Background())
 		}
 	}()
+	if a.lock, err = c.lockDataDir(); err != nil {
+		return nil, err
+	}
+	if err = c.checkPorts(); err != nil {
+		return nil, err
+	}
 	if a.Journal, a.pg, err = OpenJournal(ctx, c, log); err != nil {
 		return nil, err
 	}
@@ -137,7 +185,11 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 		}
 		a.Sim = sim.NewServer(is, c.Issuer.Sim.Faults, log)
 		if err := a.Sim.Start(c.Issuer.Sim.Listen, c.Issuer.Sim.Control); err != nil {
-			return nil, err
+			var op *net.OpError
+			if errors.As(err, &op) && op.Addr != nil && op.Addr.String() == c.Issuer.Sim.Control {
+				return nil, c.addrError("issuer.sim.control", c.Issuer.Sim.Control, err)
+			}
+			return nil, c.addrError("issuer.sim.listen", c.Issuer.Sim.Listen, err)
 		}
 		addrs = []string{a.Sim.Addr}
 	}
@@ -185,12 +237,12 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 		})
 	}()
 	a.gauges()
-	for _, lc := range c.Listeners {
+	for i, lc := range c.Listeners {
 		l, err := a.Switch.Listen(posswitch.ListenerConfig{Addr: lc.Addr, Env: terminals.Environment(lc.Env), MaxConns: c.Limits.MaxConns,
 			MaxInFlight: c.Limits.MaxInFlight, IdleTimeout: c.Limits.IdleTimeout, WriteTimeout: c.Limits.WriteTimout,
 			RequestTimeout: c.Issuer.Timeout + 5*time.Second, Capture: lc.Capture})
 		if err != nil {
-			return nil, err
+			return nil, c.addrError(fmt.Sprintf("listeners[%d].addr", i), lc.Addr, err)
 		}
 		a.Listeners = append(a.Listeners, l)
 	}
@@ -232,7 +284,7 @@ func (a *App) safStats() (int, time.Duration, error) {
 func (a *App) startAdmin(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("admin.addr: %w", err)
+		return a.Config.addrError("admin.addr", addr, err)
 	}
 	a.Admin = ln.Addr().String()
 	mux := http.NewServeMux()
@@ -282,9 +334,16 @@ func (a *App) Watch() error {
 	}
 	v := viper.New()
 	v.SetConfigFile(a.Config.Path)
-	v.OnConfigChange(func(fsnotify.Event) { a.reload() })
+	v.OnConfigChange(func(fsnotify.Event) { a.scheduleReload() })
 	v.WatchConfig()
 	a.watcher = v
+	a.started = a.Config
+	if src, err := os.ReadFile(a.Config.Path); err == nil {
+		if c, _, err := Parse(src); err == nil {
+			a.started = c
+		}
+		a.saveApplied(src)
+	}
 	return nil
 }
 
@@ -308,10 +367,47 @@ func (a *App) importConfig(ctx context.Context, reg *terminals.Registry) error {
 	return err
 }
 
+// reloadDelay lets an editor finish saving (several events, a briefly empty file) before the
+// file is read.
+const reloadDelay = 150 * time.Millisecond
+
+func (a *App) scheduleReload() {
+	a.dmu.Lock()
+	defer a.dmu.Unlock()
+	if a.debounce == nil {
+		a.debounce = time.AfterFunc(reloadDelay, a.reload)
+	} else {
+		a.debounce.Reset(reloadDelay)
+	}
+}
+
+// readSettled reads the config file, waiting out a save in progress: an empty file, or one
+// that is still changing, is read again (for up to about a second) before it counts.
+func readSettled(path string) ([]byte, error) {
+	var b []byte
+	var err error
+	for i := 0; i < 8; i++ {
+		if b, err = os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			time.Sleep(20 * time.Millisecond)
+			again, err2 := os.ReadFile(path)
+			if err2 == nil && string(again) == string(b) {
+				return b, nil
+			}
+		}
+		time.Sleep(125 * time.Millisecond)
+	}
+	if err == nil && len(strings.TrimSpace(string(b))) == 0 {
+		return nil, errors.New("the file is empty")
+	}
+	return b, err
+}
+
 func (a *App) reload() {
-	c, reg, err := Load(a.Config.Path)
-	if err == nil && c.Database.URL != a.Config.Database.URL {
-		a.Log.Warn("config: database.url changed; it takes effect at the next restart")
+	var c *Config
+	var reg *terminals.Registry
+	src, err := readSettled(a.Config.Path)
+	if err == nil {
+		c, reg, err = Parse(src)
 	}
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -330,8 +426,16 @@ func (a *App) reload() {
 		}
 		cur := a.Registry.Get()
 		metrics.ConfigReloads.WithLabelValues("applied").Inc()
-		a.Log.Info("config applied", "file", a.Config.Path, "registry_version", cur.Version, "merchants", len(cur.Merchants()),
-			"terminals", len(cur.Terminals()), "qps_limit", terminals.FormatAmount(cur.Rules.QPSLimit))
+		attrs := []any{"file", a.Config.Path, "registry_version", cur.Version, "merchants", len(cur.Merchants()),
+			"terminals", len(cur.Terminals()), "qps_limit", terminals.FormatAmount(cur.Rules.QPSLimit)}
+		if keys := restartKeys(a.started, c); len(keys) > 0 {
+			attrs = append(attrs, "needs_restart", strings.Join(keys, ", "))
+			a.Log.Warn("config applied, except keys that need a restart: the running switch keeps their old values until `serve` is restarted",
+				attrs...)
+		} else {
+			a.Log.Info("config applied", attrs...)
+		}
+		a.saveApplied(src)
 	}
 	select {
 	case a.reloaded <- err:
@@ -339,9 +443,60 @@ func (a *App) reload() {
 	}
 }
 
+// restartKeys lists what changed between the config the switch started with and c among the
+// keys that only a restart applies.
+func restartKeys(old, c *Config) []string {
+	var keys []string
+	show := func(key string, was, now any, visible bool) {
+		if reflect.DeepEqual(was, now) {
+			return
+		}
+		if visible {
+			keys = append(keys, fmt.Sprintf("%s (%v -> %v)", key, was, now))
+		} else {
+			keys = append(keys, key)
+		}
+	}
+	show("listeners", old.Listeners, c.Listeners, true)
+	show("admin.addr", old.Admin.Addr, c.Admin.Addr, true)
+	show("log", old.Log, c.Log, true)
+	show("database.url", old.Database.URL, c.Database.URL, false)
+	show("data_dir", old.DataDir, c.DataDir, true)
+	show("limits", old.Limits, c.Limits, true)
+	show("issuer.addrs", old.Issuer.Addrs, c.Issuer.Addrs, true)
+	show("issuer.timeout", old.Issuer.Timeout, c.Issuer.Timeout, true)
+	show("issuer.zone_key", old.Issuer.ZoneKey, c.Issuer.ZoneKey, false)
+	was, now := old.Issuer.Sim, c.Issuer.Sim
+	was.Faults, now.Faults = sim.Faults{}, sim.Faults{} // faults apply live
+	show("issuer.sim (listen, control, cards, limits)", was, now, false)
+	return keys
+}
+
+// AppliedSuffix names the copy of the last config the switch applied, next to the config file:
+// the tools fall back to it while the file itself is invalid (being edited).
+const AppliedSuffix = ".applied"
+
+func (a *App) saveApplied(src []byte) {
+	if a.Config.Path == "" {
+		return
+	}
+	tmp := a.Config.Path + AppliedSuffix + ".tmp"
+	if err := os.WriteFile(tmp, src, 0o644); err == nil {
+		err = os.Rename(tmp, a.Config.Path+AppliedSuffix)
+		if err != nil {
+			a.Log.Warn("config: cannot keep a copy of the applied config for the tools", "err", err.Error())
+		}
+	}
+}
+
 // Close shuts down in order: stop accepting and finish in-flight transactions, stop forwarding,
 // then the issuer link, the simulator, the journal and its private PostgreSQL.
 func (a *App) Close(ctx context.Context) {
+	a.dmu.Lock()
+	if a.debounce != nil {
+		a.debounce.Stop()
+	}
+	a.dmu.Unlock()
 	for _, l := range a.Listeners {
 		l.Close(ctx)
 	}
@@ -367,6 +522,16 @@ func (a *App) Close(ctx context.Context) {
 	if a.pg != nil {
 		_ = a.pg.Stop()
 	}
+	a.lock.release()
+}
+
+// PrivatePostgres is the private PostgreSQL the switch runs (nil with database.url).
+func (a *App) PrivatePostgres() *pginstance.Instance { return a.pg }
+
+// oneLine keeps the first line of an error (a server's multi-line detail goes to its log).
+func oneLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
 }
 
 // Addr is the bound address of the first listener of env.

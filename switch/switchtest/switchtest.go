@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,6 +50,9 @@ func TempDir(t testing.TB) string {
 // Main runs a package's tests and stops the shared PostgreSQL afterwards: call it from TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
+	if binary.dir != "" {
+		os.RemoveAll(binary.dir)
+	}
 	if shared.in != nil {
 		_ = shared.in.Stop()
 		os.RemoveAll(shared.dir)
@@ -232,4 +238,67 @@ func (s *Switch) SignedOn(tid string) *device.Terminal {
 		s.t.Fatalf("sign-on of %s: %v %v", tid, err, r)
 	}
 	return d
+}
+
+var binary struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// Binary builds the shoudan command once per test binary and returns its path (removed by Main).
+func Binary(t testing.TB) string {
+	t.Helper()
+	binary.once.Do(func() {
+		if binary.dir, binary.err = os.MkdirTemp("", "shoudan-bin-"); binary.err != nil {
+			return
+		}
+		_ = os.Chmod(binary.dir, 0o755)
+		binary.path = binary.dir + "/shoudan"
+		out, err := exec.Command("go", "build", "-o", binary.path, "github.com/shoudan/shoudan/cmd/shoudan").CombinedOutput()
+		if err != nil {
+			binary.err = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	if binary.err != nil {
+		t.Fatal(binary.err)
+	}
+	return binary.path
+}
+
+// FreePort returns a loopback address with a port free at the time of the call.
+func FreePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// Processes lists the running processes whose command line mentions s (e.g. a test's data
+// directory: a PostgreSQL or a switch a test left behind), as "pid: command line".
+func Processes(s string) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		cmd := strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " ")
+		if strings.Contains(cmd, s) {
+			if st, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil && strings.Contains(string(st), ") Z ") {
+				continue // a zombie is not running
+			}
+			out = append(out, fmt.Sprintf("%d: %s", pid, cmd))
+		}
+	}
+	return out
 }

@@ -1,11 +1,15 @@
 // Package pginstance runs a private PostgreSQL server under a data directory with the machine's
 // PostgreSQL binaries, so the switch (and every test) gets a durable journal with zero set-up.
 // It listens on a Unix socket only. PostgreSQL refuses to run as root, so when the process is
-// root the server runs as the `postgres` OS user.
+// root the server runs as the `postgres` OS user. That user must be able to reach the cluster:
+// when the data directory is inside a private directory (a clone under root's home, mode 0700)
+// the cluster is placed under /var/lib/shoudan instead, linked from <data dir>/pg, and
+// Instance.Moved says so. Nothing of root's home is made more open.
 package pginstance
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -21,13 +25,22 @@ import (
 
 // Instance is a running private server.
 type Instance struct {
-	Bin     string // directory of initdb, pg_ctl, postgres
-	Data    string // PGDATA
-	Socket  string // directory of the Unix socket
-	Port    int
+	Bin    string // directory of initdb, pg_ctl, postgres
+	Data   string // PGDATA
+	Socket string // directory of the Unix socket
+	Port   int
+	// Moved says why the cluster is not under the data directory ("" when it is).
+	Moved   string
 	cred    *syscall.Credential
 	adopted bool
 }
+
+// Outside is where clusters go that the postgres user could not reach under their data
+// directory (root only).
+var Outside = "/var/lib/shoudan"
+
+// ErrNoCluster is returned by Open when the data directory holds no cluster.
+var ErrNoCluster = errors.New("no PostgreSQL cluster")
 
 // FindBinaries locates a PostgreSQL bin directory: $SHOUDAN_PG_BIN, pg_ctl on PATH, then the
 // newest /usr/lib/postgresql/*/bin.
@@ -69,7 +82,13 @@ func version(dir string) int {
 // Start creates the cluster on first use, then starts it, or adopts a server already running on
 // the same data directory (left behind when the switch was killed). It waits until the server
 // accepts connections.
-func Start(ctx context.Context, dataDir string) (*Instance, error) {
+func Start(ctx context.Context, dataDir string) (*Instance, error) { return start(ctx, dataDir, true) }
+
+// Open is Start for a cluster that must already exist (tools that only read): it creates
+// nothing, and fails with ErrNoCluster, naming where it looked, when there is none.
+func Open(ctx context.Context, dataDir string) (*Instance, error) { return start(ctx, dataDir, false) }
+
+func start(ctx context.Context, dataDir string, create bool) (*Instance, error) {
 	bin, err := FindBinaries()
 	if err != nil {
 		return nil, err
@@ -79,18 +98,28 @@ func Start(ctx context.Context, dataDir string) (*Instance, error) {
 		return nil, err
 	}
 	in := &Instance{Bin: bin, Data: filepath.Join(dataDir, "pg"), Socket: filepath.Join(dataDir, "pg"), Port: 5432}
-	if len(in.Socket) > 90 {
-		return nil, fmt.Errorf("data directory %s: its path is too long for a Unix socket (at most 90 characters before /pg)", dataDir)
-	}
 	if os.Geteuid() == 0 {
 		if in.cred, err = postgresUser(); err != nil {
 			return nil, err
 		}
 	}
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+	if !create {
+		if _, err := os.Stat(filepath.Join(in.Data, "PG_VERSION")); err != nil {
+			return nil, fmt.Errorf("%w in %s (looked for %s): run this where `shoudan serve` runs, or give its config with -c", ErrNoCluster, dataDir, in.Data)
+		}
+	} else if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, err
 	}
+	if err := in.place(ctx, dataDir); err != nil {
+		return nil, err
+	}
+	if len(in.Socket) > 90 {
+		return nil, fmt.Errorf("data directory %s: its path is too long for a Unix socket (at most 90 characters before /pg): choose a shorter data_dir", dataDir)
+	}
 	if _, err := os.Stat(filepath.Join(in.Data, "PG_VERSION")); errors.Is(err, os.ErrNotExist) {
+		if !create {
+			return nil, fmt.Errorf("%w in %s (looked for %s): run this where `shoudan serve` runs, or give its config with -c", ErrNoCluster, dataDir, in.Data)
+		}
 		if err := in.initdb(ctx); err != nil {
 			return nil, err
 		}
@@ -108,9 +137,78 @@ func Start(ctx context.Context, dataDir string) (*Instance, error) {
 		if in.running(ctx) { // another starter won the race
 			return in, in.waitReady(ctx)
 		}
-		return nil, fmt.Errorf("starting PostgreSQL in %s: %w (see %s)", in.Data, err, filepath.Join(in.Data, "server.log"))
+		return nil, fmt.Errorf("starting PostgreSQL in %s: %v: see its log %s", in.Data, err, in.LogFile())
 	}
-	return in, in.waitReady(ctx)
+	if err := in.waitReady(ctx); err != nil {
+		_ = in.Stop() // started here: nothing is left running
+		return nil, err
+	}
+	return in, nil
+}
+
+// LogFile is the server's log.
+func (in *Instance) LogFile() string { return filepath.Join(in.Data, "server.log") }
+
+// place decides where the cluster lives. As root the server runs as postgres, which must be
+// able to reach its directory: if it cannot reach the data directory, the cluster goes under
+// Outside (a name derived from the data directory, so every start and every tool finds the
+// same one) and <data dir>/pg links to it.
+func (in *Instance) place(ctx context.Context, dataDir string) error {
+	if in.cred == nil {
+		return nil
+	}
+	if real, err := filepath.EvalSymlinks(in.Data); err == nil && real != in.Data {
+		in.Data, in.Socket = real, real
+	}
+	if in.reachable(ctx, filepath.Dir(in.Data)) {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(in.Data, "PG_VERSION")); err == nil {
+		return fmt.Errorf("the PostgreSQL cluster in %s is not reachable by the postgres OS user (%s): let it through (chmod o+x on that directory) or move the data directory",
+			in.Data, privateParent(filepath.Dir(in.Data), int(in.cred.Uid)))
+	}
+	sum := sha256.Sum256([]byte(dataDir))
+	outside := filepath.Join(Outside, fmt.Sprintf("pg-%x", sum[:6]))
+	why := fmt.Sprintf("the postgres OS user cannot reach %s (%s)", dataDir, privateParent(dataDir, int(in.cred.Uid)))
+	if err := os.MkdirAll(Outside, 0o755); err != nil {
+		return fmt.Errorf("%s, and %s cannot be created for the cluster: %v: choose a data_dir outside private directories (e.g. under /srv)", why, Outside, err)
+	}
+	_ = os.Chmod(Outside, 0o755)
+	link := filepath.Join(dataDir, "pg")
+	if fi, err := os.Lstat(link); err == nil {
+		if fi.Mode()&os.ModeSymlink != 0 || fi.IsDir() {
+			_ = os.Remove(link) // a stale link, or the empty directory a failed initdb left
+		}
+	}
+	if err := os.Symlink(outside, link); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("%s; linking %s to the cluster in %s: %v", why, link, outside, err)
+	}
+	in.Data, in.Socket = outside, outside
+	in.Moved = why + ": the cluster lives in " + outside + " (linked from " + link + ")"
+	return nil
+}
+
+// reachable reports whether the postgres user can enter dir.
+func (in *Instance) reachable(ctx context.Context, dir string) bool {
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", `cd "$1"`, "sh", dir)
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: in.cred}
+	return cmd.Run() == nil
+}
+
+// privateParent names the nearest directory on the way to dir that others cannot enter.
+func privateParent(dir string, uid int) string {
+	for d := dir; ; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil {
+			st, ok := fi.Sys().(*syscall.Stat_t)
+			if fi.Mode().Perm()&0o001 == 0 && (!ok || int(st.Uid) != uid) {
+				return fmt.Sprintf("%s is mode %04o", d, fi.Mode().Perm())
+			}
+		}
+		if d == filepath.Dir(d) {
+			return "a directory on the way is private"
+		}
+	}
 }
 
 func (in *Instance) initdb(ctx context.Context) error {
@@ -125,7 +223,11 @@ func (in *Instance) initdb(ctx context.Context) error {
 		_ = os.Chmod(filepath.Dir(in.Data), 0o755)
 	}
 	if out, err := in.run(ctx, "initdb", "-D", in.Data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-instructions"); err != nil {
-		return fmt.Errorf("initdb in %s: %w: %s", in.Data, err, out)
+		last := out
+		if i := strings.LastIndex(strings.TrimSpace(out), "\n"); i >= 0 {
+			last = strings.TrimSpace(out[i+1:])
+		}
+		return fmt.Errorf("initdb in %s failed (%v): %s", in.Data, err, last)
 	}
 	return nil
 }
