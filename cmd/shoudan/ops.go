@@ -15,6 +15,7 @@ import (
 	"github.com/shoudan/shoudan/switch/app"
 	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/switch/query"
+	"github.com/shoudan/shoudan/terminals/registrydb"
 	"github.com/spf13/cobra"
 )
 
@@ -206,17 +207,17 @@ The state column is one letter:
 			if err != nil {
 				return fmt.Errorf("--by: %w", err)
 			}
-			_, reg, err := loadConfig(*cfgPath)
-			if err != nil {
-				return err
-			}
-			names := func(mid string) string {
-				if m := reg.Merchant(mid); m != nil {
-					return m.Name
-				}
-				return ""
-			}
 			return withJournal(cmd.Context(), *cfgPath, func(j *journal.Journal) error {
+				reg, err := registrydb.New(j.Pool, j.Vault).Load(cmd.Context())
+				if err != nil {
+					return err
+				}
+				names := func(mid string) string {
+					if m := reg.Merchant(mid); m != nil {
+						return m.Name
+					}
+					return ""
+				}
 				s, err := query.Summarize(cmd.Context(), j, f, g, names)
 				if err != nil {
 					return err

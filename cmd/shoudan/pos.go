@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +13,9 @@ import (
 	rc "github.com/shoudan/shoudan/responsecodes"
 	"github.com/shoudan/shoudan/spec/keys"
 	"github.com/shoudan/shoudan/spec/pos"
+	"github.com/shoudan/shoudan/terminals"
 	"github.com/shoudan/shoudan/terminals/device"
+	"github.com/shoudan/shoudan/terminals/registrydb"
 	"github.com/spf13/cobra"
 )
 
@@ -84,7 +87,22 @@ func runPOS(w io.Writer, cfgPath, kind string, f posFlags) error {
 		return err
 	}
 	var cfg device.Config
-	for _, t := range reg.Terminals() {
+	terms := reg.Terminals()
+	if t := findTerminal(terms, f.tid); t == nil || len(t.TMK) == 0 {
+		// not in the file as a terminal with its key (registered through the console, or an
+		// exported file with sealed keys): the registry database has it
+		err := withRegistry(context.Background(), cfgPath, func(s *registrydb.Store) error {
+			dbReg, err := s.Load(context.Background())
+			if err == nil {
+				terms = dbReg.Terminals()
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, t := range terms {
 		if t.TID == f.tid {
 			cfg = device.Config{TID: t.TID, MID: t.MID, Serial: t.Serial, TMK: t.TMK, NMI: f.nmi, SDK: f.sdk}
 			if f.addr == "" {
@@ -97,7 +115,7 @@ func runPOS(w io.Writer, cfgPath, kind string, f posFlags) error {
 		}
 	}
 	if cfg.TID == "" {
-		return fmt.Errorf("--tid %s: not a terminal of the config", f.tid)
+		return fmt.Errorf("--tid %s: not a terminal of the registry", f.tid)
 	}
 	if f.state == "" {
 		f.state = filepath.Join(c.DataDir, "pos", f.tid+".json")
@@ -238,4 +256,13 @@ func printResult(w io.Writer, r *device.Result, f posFlags) error {
 		fmt.Fprintf(w, "response %x\n", pos.WithLen(r.Raw)) // the request is not shown: it carries a PIN block
 	}
 	return pos.WriteTable(w, pos.Describe(r.Frame))
+}
+
+func findTerminal(ts []*terminals.Terminal, tid string) *terminals.Terminal {
+	for _, t := range ts {
+		if t.TID == tid {
+			return t
+		}
+	}
+	return nil
 }

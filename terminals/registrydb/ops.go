@@ -101,10 +101,10 @@ func (s *Store) SetRules(ctx context.Context, who string, r terminals.RulesSpec)
 }
 
 // Import upserts every entry a spec lists (merchants by MID, terminals by TID and MID, whitelist
-// dates; rules and load_terminals when given) and removes nothing: `shoudan terminals import`.
-// Entries are checked together with the registry they join; an error names the import file's
-// line when the entry came from one.
-func (s *Store) Import(ctx context.Context, who string, in *terminals.Spec, withRules bool) (*Change, error) {
+// dates, the rules it sets, load_terminals when given) and removes nothing: `shoudan terminals
+// import`. Entries are checked together with the registry they join; an error names the import
+// file's line when the entry came from one.
+func (s *Store) Import(ctx context.Context, who string, in *terminals.Spec) (*Change, error) {
 	return s.Edit(ctx, who, func(spec *terminals.Spec) error {
 		for _, m := range in.Merchants {
 			spec.PutMerchant(m)
@@ -115,11 +115,21 @@ func (s *Store) Import(ctx context.Context, who string, in *terminals.Spec, with
 		for _, t := range in.Terminals {
 			spec.PutTerminal(t)
 		}
-		if withRules {
-			spec.Rules = in.Rules
-			if in.Load != nil {
-				spec.Load = in.Load
-			}
+		r := in.Rules
+		if r.CashMCCs != nil {
+			spec.Rules.CashMCCs = slices.Clone(r.CashMCCs)
+		}
+		if r.QPSLimit != "" {
+			spec.Rules.QPSLimit = r.QPSLimit
+		}
+		if r.MinSDK != "" {
+			spec.Rules.MinSDK = r.MinSDK
+		}
+		if r.RefundWindowDays != nil {
+			spec.Rules.RefundWindowDays = r.RefundWindowDays
+		}
+		if in.Load != nil {
+			spec.Load = in.Load
 		}
 		return nil
 	})

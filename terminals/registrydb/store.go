@@ -264,13 +264,16 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, spec *terminals.Spec, reg 
 			upsertMerchant[d.MID] = true
 		}
 	}
-	if d := find(ds, "rules"); d != nil {
-		r := reg.Rules
-		if _, err := tx.Exec(ctx, `INSERT INTO registry_rules (cash_mccs, qps_limit, min_sdk_version, refund_window_days) VALUES ($1,$2,$3,$4)
-			ON CONFLICT (singleton) DO UPDATE SET cash_mccs=$1, qps_limit=$2, min_sdk_version=$3, refund_window_days=$4`,
-			r.CashMCCs, r.QPSLimit, r.MinSDK.String(), r.RefundWindowDays); err != nil {
-			return err
-		}
+	// the rules row is written with the first change (until then the defaults apply), and
+	// rewritten when the rules change
+	conflict := "DO NOTHING"
+	if find(ds, "rules") != nil {
+		conflict = "DO UPDATE SET cash_mccs=$1, qps_limit=$2, min_sdk_version=$3, refund_window_days=$4"
+	}
+	r := reg.Rules
+	if _, err := tx.Exec(ctx, `INSERT INTO registry_rules (cash_mccs, qps_limit, min_sdk_version, refund_window_days) VALUES ($1,$2,$3,$4)
+		ON CONFLICT (singleton) `+conflict, r.CashMCCs, r.QPSLimit, r.MinSDK.String(), r.RefundWindowDays); err != nil {
+		return err
 	}
 	for mid := range upsertMerchant {
 		m := reg.Merchant(mid)

@@ -231,7 +231,7 @@ func TestKeysSealedAndExportRoundTrip(t *testing.T) {
 	require.NoError(t, yaml.Unmarshal(out, &doc))
 	in, err := terminals.ParseSpec(&doc)
 	require.NoError(t, err)
-	_, err = c.store.Import(ctx, "import", in, true)
+	_, err = c.store.Import(ctx, "import", in)
 	require.NoError(t, err)
 	got, err := c.store.Load(ctx)
 	require.NoError(t, err)
@@ -247,7 +247,7 @@ func TestKeysSealedAndExportRoundTrip(t *testing.T) {
 	other, err := journal.NewVault([]byte("another key of thirty-two bytes!"))
 	require.NoError(t, err)
 	os := registrydb.New(c.j.Pool, other)
-	_, err = os.Import(ctx, "import", in, true)
+	_, err = os.Import(ctx, "import", in)
 	var ce *terminals.ConfigError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, "tmk_sealed", ce.Field)
@@ -287,4 +287,29 @@ func TestFileImportAppliesOnlyFileChanges(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"terminal 10000012 of merchant 898310058120010: removed"}, ch.Lines())
 	_ = os.Getenv
+}
+
+// Exporting into the config file writes the database's registry into its registry sections and
+// keeps the rest; the file is still a valid config, and importing it changes nothing.
+func TestExportIntoConfigThenImportIsEmpty(t *testing.T) {
+	a, _ := seeded(t)
+	ctx := context.Background()
+	_, err := a.store.SetWhitelist(ctx, "console", "898310058120008", "2026-06-01")
+	require.NoError(t, err)
+	_, err = a.store.SetTerminalEnabled(ctx, "console", "10000007", demoMID, false)
+	require.NoError(t, err)
+	spec, _, err := a.store.Export(ctx)
+	require.NoError(t, err)
+	out, err := spec.ReplaceSections(app.Demo)
+	require.NoError(t, err)
+	assert.Contains(t, string(out), "listeners:", "the other sections stay")
+	assert.Contains(t, string(out), `"898310058120008": 2026-06-01`)
+	_, fileReg, err := app.Parse(out)
+	require.NoError(t, err, "the exported config is valid")
+	ch, err := a.store.ImportFile(ctx, "file", fileReg.Spec())
+	require.NoError(t, err)
+	assert.True(t, ch.Empty(), "nothing to import: %v", ch.Lines())
+	r, err := a.store.Load(ctx)
+	require.NoError(t, err)
+	assert.False(t, r.Terminal("10000007", demoMID).Enabled)
 }
