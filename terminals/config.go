@@ -180,5 +180,23 @@ func ParseAmount(s string) (int64, error) {
 // FormatAmount writes fen as CNY.
 func FormatAmount(fen int64) string { return fmt.Sprintf("%d.%02d", fen/100, fen%100) }
 
-// LoadTID is the TID of generated load terminal i (0-based).
-func LoadTID(i int) string { return fmt.Sprintf("9%07d", i+1) }
+// LoadTID is the TID of generated load terminal i (0-based): 9 and i+1 in 7 digits.
+func LoadTID(i int) string {
+	b := [8]byte{'9', '0', '0', '0', '0', '0', '0', '0'}
+	for j, n := 7, i+1; j > 0 && n > 0; j, n = j-1, n/10 {
+		b[j] = byte('0' + n%10)
+	}
+	return string(b[:])
+}
+
+// loadIndex is the i of LoadTID(i).
+func loadIndex(tid string) (int, bool) {
+	if len(tid) != 8 || tid[0] != '9' {
+		return 0, false
+	}
+	n, err := strconv.Atoi(tid[1:])
+	if err != nil || n < 1 {
+		return 0, false
+	}
+	return n - 1, true
+}

@@ -88,19 +88,16 @@ func Diff(old, new *Registry) []Difference {
 			out = append(out, Difference{Kind: "merchant", MID: o.MID, Action: "removed"})
 		}
 	}
-	for _, t := range new.Terminals() {
-		if t.Generated {
-			continue
-		}
-		o := old.Terminal(t.TID, t.MID)
-		if o == nil || o.Generated {
+	for _, t := range new.registered() {
+		o := old.terminals[t.TID+"|"+t.MID]
+		if o == nil {
 			out = append(out, Difference{Kind: "terminal", MID: t.MID, TID: t.TID, Action: "added"})
 		} else if f := terminalFields(o, t); len(f) > 0 {
 			out = append(out, Difference{Kind: "terminal", MID: t.MID, TID: t.TID, Action: "changed", Fields: f})
 		}
 	}
-	for _, o := range old.Terminals() {
-		if n := new.Terminal(o.TID, o.MID); !o.Generated && (n == nil || n.Generated) {
+	for _, o := range old.registered() {
+		if new.terminals[o.TID+"|"+o.MID] == nil {
 			out = append(out, Difference{Kind: "terminal", MID: o.MID, TID: o.TID, Action: "removed"})
 		}
 	}
@@ -136,7 +133,9 @@ func (f *fieldDiff) add(name, old, new string) {
 	}
 }
 
-func (f *fieldDiff) flag(name string, old, new bool) { f.add(name, strconv.FormatBool(old), strconv.FormatBool(new)) }
+func (f *fieldDiff) flag(name string, old, new bool) {
+	f.add(name, strconv.FormatBool(old), strconv.FormatBool(new))
+}
 
 func (f *fieldDiff) key(name string, old, new []byte) {
 	if !bytes.Equal(old, new) {

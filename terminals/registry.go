@@ -28,7 +28,7 @@ type Merchant struct {
 	NameEN        string
 	MCC           string // operator-set, or digits 8–11 of the MID
 	Enabled       bool
-	Direct        bool // direct connection (直联) configured
+	Direct        bool  // direct connection (直联) configured
 	QPS           bool  // 小额双免 enabled
 	QPSLimit      int64 // this merchant's no-PIN limit in fen; 0: the rules' limit
 	QPSRegistered time.Time
@@ -85,7 +85,8 @@ type Registry struct {
 	merchants map[string]*Merchant
 	terminals map[string]*Terminal // key TID|MID
 	spec      *Spec
-	load      *loadInfo // what load_terminals generated, nil for none
+	load      *loadInfo  // what load_terminals generated, nil for none
+	generated []Terminal // load_terminals' terminals, in TID order (LoadTID(i) is generated[i])
 }
 
 type loadInfo struct {
@@ -137,7 +138,15 @@ func NewRegistry(rules Rules, ms []Merchant, ts []Terminal) *Registry {
 func (r *Registry) Merchant(mid string) *Merchant { return r.merchants[mid] }
 
 // Terminal returns a terminal by TID and MID.
-func (r *Registry) Terminal(tid, mid string) *Terminal { return r.terminals[tid+"|"+mid] }
+func (r *Registry) Terminal(tid, mid string) *Terminal {
+	if t := r.terminals[tid+"|"+mid]; t != nil || r.load == nil || mid != r.load.MID {
+		return t
+	}
+	if i, ok := loadIndex(tid); ok && i < len(r.generated) {
+		return &r.generated[i]
+	}
+	return nil
+}
 
 // Merchants lists merchants sorted by MID.
 func (r *Registry) Merchants() []*Merchant {
@@ -149,13 +158,28 @@ func (r *Registry) Merchants() []*Merchant {
 	return out
 }
 
-// Terminals lists terminals sorted by MID then TID.
+// Terminals lists the registered terminals sorted by MID then TID, then the generated
+// load_terminals in TID order.
 func (r *Registry) Terminals() []*Terminal {
-	out := make([]*Terminal, 0, len(r.terminals))
+	out := r.registered()
+	for i := range r.generated {
+		out = append(out, &r.generated[i])
+	}
+	return out
+}
+
+// registered lists the terminals registered one by one (not generated), sorted by MID then TID.
+func (r *Registry) registered() []*Terminal {
+	out := make([]*Terminal, 0, len(r.terminals)+len(r.generated))
 	for _, t := range r.terminals {
 		out = append(out, t)
 	}
-	slices.SortFunc(out, func(a, b *Terminal) int { return strings.Compare(a.MID+a.TID, b.MID+b.TID) })
+	slices.SortFunc(out, func(a, b *Terminal) int {
+		if c := strings.Compare(a.MID, b.MID); c != 0 {
+			return c
+		}
+		return strings.Compare(a.TID, b.TID)
+	})
 	return out
 }
 

@@ -1,10 +1,12 @@
 package terminals
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -131,6 +133,34 @@ func (s *Spec) PutTerminal(t TerminalSpec) {
 	s.Terminals = append(s.Terminals, t)
 }
 
+// PutAll upserts many entries at once (an import): merchants by MID, terminals by TID and MID.
+func (s *Spec) PutAll(ms []MerchantSpec, ts []TerminalSpec) {
+	mi := make(map[string]int, len(s.Merchants))
+	for i, m := range s.Merchants {
+		mi[m.MID] = i
+	}
+	for _, m := range ms {
+		if i, ok := mi[m.MID]; ok {
+			s.Merchants[i] = m
+		} else {
+			mi[m.MID] = len(s.Merchants)
+			s.Merchants = append(s.Merchants, m)
+		}
+	}
+	ti := make(map[string]int, len(s.Terminals))
+	for i, t := range s.Terminals {
+		ti[t.TID+"|"+t.MID] = i
+	}
+	for _, t := range ts {
+		if i, ok := ti[t.TID+"|"+t.MID]; ok {
+			s.Terminals[i] = t
+		} else {
+			ti[t.TID+"|"+t.MID] = len(s.Terminals)
+			s.Terminals = append(s.Terminals, t)
+		}
+	}
+}
+
 // WhitelistDate is mid's 双免 whitelist registration date as written, "" when not registered.
 func (s *Spec) WhitelistDate(mid string) string {
 	for _, w := range s.Whitelist {
@@ -244,21 +274,20 @@ func (s *Spec) Build(open KeyOpener) (*Registry, error) {
 		}
 		ts = append(ts, t)
 	}
+	var load *loadInfo
 	if s.Load != nil {
-		more, err := s.Load.build(open)
-		if err != nil {
+		var err error
+		if load, err = s.Load.build(open); err != nil {
 			return nil, err
 		}
-		if len(more) > 0 && byMID[s.Load.MID] == nil {
+		if load != nil && byMID[load.MID] == nil {
 			return nil, s.Load.bad("mid", fmt.Sprintf("expected a registered merchant, found %q", s.Load.MID))
 		}
-		ts = append(ts, more...)
 	}
 	r := NewRegistry(rules, ms, ts)
 	r.spec = s.Clone()
-	if s.Load != nil && s.Load.Count > 0 {
-		tpl := ts[len(ts)-1]
-		r.load = &loadInfo{Count: s.Load.Count, MID: tpl.MID, Env: tpl.Env, TMK: tpl.TMK, QPS: tpl.QPS}
+	if load != nil {
+		r.load, r.generated = load, generate(load)
 	}
 	return r, nil
 }
@@ -405,7 +434,7 @@ func terminalKey(clear, sealedHex string, open KeyOpener) ([]byte, string, error
 	return tmk, "tmk", err
 }
 
-func (l *LoadSpec) build(open KeyOpener) ([]Terminal, error) {
+func (l *LoadSpec) build(open KeyOpener) (*loadInfo, error) {
 	if l.Count < 0 || l.Count > 9999999 {
 		return nil, l.bad("count", fmt.Sprintf("expected 0..9999999, found %d", l.Count))
 	}
@@ -423,9 +452,28 @@ func (l *LoadSpec) build(open KeyOpener) ([]Terminal, error) {
 	if env != Production && env != Test {
 		return nil, l.bad("env", fmt.Sprintf("expected production or test, found %q", l.Env))
 	}
+	return &loadInfo{Count: l.Count, MID: l.MID, Env: env, TMK: tmk, QPS: l.QPS}, nil
+}
+
+// generated keeps the last load_terminals generated: every snapshot rebuild with the same entry
+// shares them (they are never modified) instead of making count terminals again.
+var generated struct {
+	sync.Mutex
+	info loadInfo
+	ts   []Terminal
+}
+
+func generate(l *loadInfo) []Terminal {
+	generated.Lock()
+	defer generated.Unlock()
+	g := &generated.info
+	if g.Count == l.Count && g.MID == l.MID && g.Env == l.Env && g.QPS == l.QPS && bytes.Equal(g.TMK, l.TMK) {
+		return generated.ts
+	}
 	out := make([]Terminal, l.Count)
 	for i := range out {
-		out[i] = Terminal{TID: LoadTID(i), MID: l.MID, Env: env, Serial: fmt.Sprintf("LOAD-%07d", i+1), TMK: tmk, QPS: l.QPS, Enabled: true, Generated: true}
+		out[i] = Terminal{TID: LoadTID(i), MID: l.MID, Env: l.Env, Serial: "LOAD-" + LoadTID(i)[1:], TMK: l.TMK, QPS: l.QPS, Enabled: true, Generated: true}
 	}
-	return out, nil
+	generated.info, generated.ts = *l, out
+	return out
 }

@@ -139,7 +139,7 @@ func TestSessionExpiry(t *testing.T) {
 		t.Fatalf("fresh session: %v %v", got, err)
 	}
 	// used every 20 minutes it lives until its absolute expiry (12 h), not one minute more
-	for now.Add(20*time.Minute).Before(se.Expires) {
+	for now.Add(20 * time.Minute).Before(se.Expires) {
 		now = now.Add(20 * time.Minute)
 		if _, err := s.Session(ctx, se.Token); err != nil {
 			t.Fatalf("at %s: %v", now, err)

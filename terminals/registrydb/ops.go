@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/shoudan/shoudan/terminals"
 )
 
@@ -106,14 +108,9 @@ func (s *Store) SetRules(ctx context.Context, who string, r terminals.RulesSpec)
 // file's line when the entry came from one.
 func (s *Store) Import(ctx context.Context, who string, in *terminals.Spec) (*Change, error) {
 	return s.Edit(ctx, who, func(spec *terminals.Spec) error {
-		for _, m := range in.Merchants {
-			spec.PutMerchant(m)
-		}
+		spec.PutAll(in.Merchants, in.Terminals)
 		for _, w := range in.Whitelist {
 			spec.SetWhitelist(w.MID, w.Date)
-		}
-		for _, t := range in.Terminals {
-			spec.PutTerminal(t)
 		}
 		r := in.Rules
 		if r.CashMCCs != nil {
@@ -184,6 +181,17 @@ func (s *Store) ImportFile(ctx context.Context, who string, file *terminals.Spec
 
 // applyFileChanges copies onto spec the entries of file that ds (last import → file) names.
 func applyFileChanges(spec, file *terminals.Spec, ds []terminals.Difference, first bool) {
+	fileMerchants := make(map[string]terminals.MerchantSpec, len(file.Merchants))
+	for _, m := range file.Merchants {
+		fileMerchants[m.MID] = m
+	}
+	fileTerminals := make(map[string]terminals.TerminalSpec, len(file.Terminals))
+	for _, t := range file.Terminals {
+		fileTerminals[t.TID+"|"+t.MID] = t
+	}
+	var putM []terminals.MerchantSpec
+	var putT []terminals.TerminalSpec
+	goneM, goneT := map[string]bool{}, map[string]bool{}
 	for _, d := range ds {
 		switch d.Kind {
 		case "rules":
@@ -204,23 +212,26 @@ func applyFileChanges(spec, file *terminals.Spec, ds []terminals.Difference, fir
 				}
 			}
 		case "merchant":
-			if m := file.Merchant(d.MID); m != nil {
-				spec.PutMerchant(*m)
+			if m, ok := fileMerchants[d.MID]; ok {
+				putM = append(putM, m)
 			} else {
-				spec.Merchants = slices.DeleteFunc(spec.Merchants, func(m terminals.MerchantSpec) bool { return m.MID == d.MID })
+				goneM[d.MID] = true
 			}
 		case "qps_whitelist":
 			spec.SetWhitelist(d.MID, file.WhitelistDate(d.MID))
 		case "terminal":
-			if t := file.Terminal(d.TID, d.MID); t != nil {
-				spec.PutTerminal(*t)
+			if t, ok := fileTerminals[d.TID+"|"+d.MID]; ok {
+				putT = append(putT, t)
 			} else {
-				spec.Terminals = slices.DeleteFunc(spec.Terminals, func(t terminals.TerminalSpec) bool { return t.TID == d.TID && t.MID == d.MID })
+				goneT[d.TID+"|"+d.MID] = true
 			}
 		case "load_terminals":
 			spec.Load = file.Load
 		}
 	}
+	spec.PutAll(putM, putT)
+	spec.Merchants = slices.DeleteFunc(spec.Merchants, func(m terminals.MerchantSpec) bool { return goneM[m.MID] })
+	spec.Terminals = slices.DeleteFunc(spec.Terminals, func(t terminals.TerminalSpec) bool { return goneT[t.TID+"|"+t.MID] })
 }
 
 // Export is the registry as a spec for YAML (Spec.ReplaceSections): every value explicit,
@@ -255,6 +266,12 @@ func (s *Store) History(ctx context.Context, limit int) ([]Record, error) {
 	})
 }
 
+// version is a notification's registry version (0 when unreadable: rebuild anyway).
+func version(n *pgconn.Notification) int64 {
+	v, _ := strconv.ParseInt(n.Payload, 10, 64)
+	return v
+}
+
 // Follow keeps h at the database's registry until ctx ends: it LISTENs for changes and
 // rebuilds the snapshot after each (several notifications arriving together cost one rebuild),
 // and after every (re)connection, since notifications sent while it was away are lost. A
@@ -278,18 +295,22 @@ func (s *Store) Follow(ctx context.Context, h *terminals.Holder, log *slog.Logge
 			if _, err = conn.Exec(ctx, "LISTEN "+Channel); err == nil {
 				report(s.Load(ctx))
 				for ctx.Err() == nil {
-					if _, err = conn.WaitForNotification(ctx); err != nil {
+					var n *pgconn.Notification
+					if n, err = conn.WaitForNotification(ctx); err != nil {
 						break
 					}
+					newest := version(n)
 					for { // drain what arrived meanwhile: one rebuild for all of it
-						dctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
-						_, err := conn.WaitForNotification(dctx)
+						dctx, cancel := context.WithTimeout(ctx, 2*time.Millisecond)
+						n, err := conn.WaitForNotification(dctx)
 						cancel()
 						if err != nil {
 							break
 						}
+						newest = max(newest, version(n))
 					}
-					if ctx.Err() == nil {
+					// a change this node made itself is already applied (Store.Local)
+					if ctx.Err() == nil && (newest == 0 || newest > h.Get().Version) {
 						report(s.Load(ctx))
 					}
 				}

@@ -219,6 +219,7 @@ func (s *Store) change(ctx context.Context, who string, next func(pgx.Tx, *termi
 	if err != nil {
 		return nil, err
 	}
+	s.sealSpec(spec) // the snapshot's spec, like the tables, never holds a key in clear
 	reg, err := spec.Build(s.open)
 	if err != nil {
 		return nil, err
@@ -234,11 +235,6 @@ func (s *Store) change(ctx context.Context, who string, next func(pgx.Tx, *termi
 	if err := tx.QueryRow(ctx, "INSERT INTO registry_change (who, changes) VALUES ($1, $2) RETURNING version, at", who, c.Lines()).Scan(&c.Version, &c.At); err != nil {
 		return nil, err
 	}
-	// the snapshot as the other nodes will build it: from the rows just written (keys sealed)
-	if reg, err = s.load(ctx, tx); err != nil {
-		return nil, err
-	}
-	c.Registry = reg
 	if s.Audit != nil {
 		if err := s.Audit(ctx, tx, c); err != nil {
 			return nil, fmt.Errorf("audit: %w", err)
@@ -257,7 +253,9 @@ func (s *Store) change(ctx context.Context, who string, next func(pgx.Tx, *termi
 }
 
 // write applies the differences to the tables.
+// All rows go in one pipelined batch: an import of thousands of terminals is one round trip.
 func (s *Store) write(ctx context.Context, tx pgx.Tx, spec *terminals.Spec, reg *terminals.Registry, ds []terminals.Difference) error {
+	b := &pgx.Batch{}
 	upsertMerchant := map[string]bool{}
 	for _, d := range ds {
 		if (d.Kind == "merchant" || d.Kind == "qps_whitelist") && reg.Merchant(d.MID) != nil {
@@ -271,10 +269,8 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, spec *terminals.Spec, reg 
 		conflict = "DO UPDATE SET cash_mccs=$1, qps_limit=$2, min_sdk_version=$3, refund_window_days=$4"
 	}
 	r := reg.Rules
-	if _, err := tx.Exec(ctx, `INSERT INTO registry_rules (cash_mccs, qps_limit, min_sdk_version, refund_window_days) VALUES ($1,$2,$3,$4)
-		ON CONFLICT (singleton) `+conflict, r.CashMCCs, r.QPSLimit, r.MinSDK.String(), r.RefundWindowDays); err != nil {
-		return err
-	}
+	b.Queue(`INSERT INTO registry_rules (cash_mccs, qps_limit, min_sdk_version, refund_window_days) VALUES ($1,$2,$3,$4)
+		ON CONFLICT (singleton) `+conflict, r.CashMCCs, r.QPSLimit, r.MinSDK.String(), r.RefundWindowDays)
 	for mid := range upsertMerchant {
 		m := reg.Merchant(mid)
 		var lim *int64
@@ -285,60 +281,54 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, spec *terminals.Spec, reg 
 		if !m.QPSRegistered.IsZero() {
 			day = &m.QPSRegistered
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO merchant (mid, name, name_en, mcc, enabled, direct, qps, qps_limit, qps_registered, refund, acquirer)
+		b.Queue(`INSERT INTO merchant (mid, name, name_en, mcc, enabled, direct, qps, qps_limit, qps_registered, refund, acquirer)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
 			ON CONFLICT (mid) DO UPDATE SET name=$2, name_en=$3, mcc=$4, enabled=$5, direct=$6, qps=$7, qps_limit=$8, qps_registered=$9,
 				refund=$10, acquirer=$11, updated_at=now()`,
-			m.MID, m.Name, m.NameEN, m.MCC, m.Enabled, m.Direct, m.QPS, lim, dateOnly(day), m.RefundAllowed, m.Acquirer); err != nil {
-			return err
-		}
+			m.MID, m.Name, m.NameEN, m.MCC, m.Enabled, m.Direct, m.QPS, lim, dateOnly(day), m.RefundAllowed, m.Acquirer)
 	}
 	for _, d := range ds {
 		if d.Kind == "terminal" && d.Action == "removed" {
-			if _, err := tx.Exec(ctx, "DELETE FROM terminal WHERE mid=$1 AND tid=$2", d.MID, d.TID); err != nil {
-				return err
-			}
+			b.Queue("DELETE FROM terminal WHERE mid=$1 AND tid=$2", d.MID, d.TID)
 		}
+	}
+	sealedOf := make(map[string]string, len(spec.Terminals))
+	for _, t := range spec.Terminals {
+		sealedOf[t.TID+"|"+t.MID] = t.TMKSealed
 	}
 	for _, d := range ds {
 		if d.Kind != "terminal" || d.Action == "removed" {
 			continue
 		}
 		t := reg.Terminal(d.TID, d.MID)
-		sealed, err := s.sealedKey(spec.Terminal(d.TID, d.MID).TMKSealed, t.TMK)
+		sealed, err := s.sealedKey(sealedOf[d.TID+"|"+d.MID], t.TMK)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO terminal (mid, tid, env, serial, tmk_enc, qps, enabled) VALUES ($1,$2,$3,$4,$5,$6,$7)
+		b.Queue(`INSERT INTO terminal (mid, tid, env, serial, tmk_enc, qps, enabled) VALUES ($1,$2,$3,$4,$5,$6,$7)
 			ON CONFLICT (mid, tid) DO UPDATE SET env=$3, serial=$4, tmk_enc=$5, qps=$6, enabled=$7, updated_at=now()`,
-			t.MID, t.TID, string(t.Env), t.Serial, sealed, t.QPS, t.Enabled); err != nil {
-			return err
-		}
+			t.MID, t.TID, string(t.Env), t.Serial, sealed, t.QPS, t.Enabled)
 	}
 	for _, d := range ds {
 		if d.Kind == "merchant" && d.Action == "removed" {
-			if _, err := tx.Exec(ctx, "DELETE FROM merchant WHERE mid=$1", d.MID); err != nil {
-				return err
-			}
+			b.Queue("DELETE FROM merchant WHERE mid=$1", d.MID)
 		}
 	}
 	if d := find(ds, "load_terminals"); d != nil {
 		if spec.Load == nil || spec.Load.Count == 0 {
-			_, err := tx.Exec(ctx, "DELETE FROM terminal_load")
-			return err
+			b.Queue("DELETE FROM terminal_load")
+			return tx.SendBatch(ctx, b).Close()
 		}
 		l, _ := reg.LoadTemplate()
 		sealed, err := s.sealedKey(spec.Load.TMKSealed, l.TMK)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO terminal_load (count, mid, env, tmk_enc, qps) VALUES ($1,$2,$3,$4,$5)
+		b.Queue(`INSERT INTO terminal_load (count, mid, env, tmk_enc, qps) VALUES ($1,$2,$3,$4,$5)
 			ON CONFLICT (singleton) DO UPDATE SET count=$1, mid=$2, env=$3, tmk_enc=$4, qps=$5`,
-			spec.Load.Count, l.MID, string(l.Env), sealed, l.QPS); err != nil {
-			return err
-		}
+			spec.Load.Count, l.MID, string(l.Env), sealed, l.QPS)
 	}
-	return nil
+	return tx.SendBatch(ctx, b).Close()
 }
 
 // sealedKey is the sealed form of a key: as given when it came sealed, else sealed now.

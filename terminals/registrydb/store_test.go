@@ -31,7 +31,7 @@ type node struct {
 	j     *journal.Journal
 }
 
-func openNode(t *testing.T, url string) *node {
+func openNode(t testing.TB, url string) *node {
 	t.Helper()
 	v, err := journal.NewVault(key)
 	require.NoError(t, err)
@@ -50,7 +50,7 @@ func openNode(t *testing.T, url string) *node {
 	return n
 }
 
-func demoSpec(t *testing.T, edit func(string) string) *terminals.Spec {
+func demoSpec(t testing.TB, edit func(string) string) *terminals.Spec {
 	t.Helper()
 	y := string(app.Demo)
 	if edit != nil {
