@@ -313,3 +313,24 @@ func TestExportIntoConfigThenImportIsEmpty(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, r.Terminal("10000007", demoMID).Enabled)
 }
+
+// The snapshot is safe to lose its feed: when the LISTEN connection drops, a change committed
+// meanwhile (its notification lost) is picked up on reconnection.
+func TestFollowSurvivesLostListenConnection(t *testing.T) {
+	a, b := seeded(t)
+	ctx := context.Background()
+	kill := func() int {
+		var n int
+		require.NoError(t, a.j.Pool.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = current_database() AND query = 'LISTEN registry'`).Scan(&n))
+		return n
+	}
+	require.Eventually(t, func() bool { return kill() == 2 }, 5*time.Second, 50*time.Millisecond, "both nodes' LISTEN connections")
+	ch, err := a.store.SetRules(ctx, "alice", terminals.RulesSpec{QPSLimit: "700.00"})
+	require.NoError(t, err)
+	assert.Equal(t, int64(70000), waitVersion(t, b, ch.Version).Rules.QPSLimit, "caught up after reconnecting")
+	// and it follows again afterwards
+	ch, err = a.store.SetRules(ctx, "alice", terminals.RulesSpec{QPSLimit: "600.00"})
+	require.NoError(t, err)
+	assert.Equal(t, int64(60000), waitVersion(t, b, ch.Version).Rules.QPSLimit)
+}
