@@ -66,8 +66,9 @@ func demoSpec(t testing.TB, edit func(string) string) *terminals.Spec {
 func seeded(t *testing.T) (a, b *node) {
 	url := switchtest.Database(t)
 	a, b = openNode(t, url), openNode(t, url)
-	_, err := a.store.ImportFile(context.Background(), "test seed", demoSpec(t, nil))
+	ch, err := a.store.ImportFile(context.Background(), "test seed", demoSpec(t, nil))
 	require.NoError(t, err)
+	waitVersion(t, b, ch.Version)
 	return a, b
 }
 
