@@ -29,6 +29,18 @@ type Switch struct {
 	Security SecurityModule
 	Log      *slog.Logger
 	Now      func() time.Time
+	// SettleDate is the settlement date of a transaction at t (the settlement cut-off: F15 and
+	// txn.settle_date); nil = t's local date.
+	SettleDate func(t time.Time) time.Time
+}
+
+// settleDate is the settlement date of a transaction at now, as a date in now's location.
+func (s *Switch) settleDate(now time.Time) time.Time {
+	if s.SettleDate == nil {
+		return day(now)
+	}
+	d := s.SettleDate(now)
+	return time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, now.Location())
 }
 
 // Handle takes one decoded request and returns the response frame (without LEN), or nil when
@@ -113,7 +125,7 @@ func (s *Switch) answer(t *Txn, code string) pos.FinancialResponse {
 	}
 	if t.Kind != nil && t.Kind.Financial {
 		r.PAN, r.ProcCode, r.Amount, r.Cond, r.Currency = cardPAN(&t.Req), t.Req.ProcCode, t.Req.Amount, t.Req.Cond, t.Req.Currency
-		r.SettleDate = t.Now.Format("0102")
+		r.SettleDate = s.settleDate(t.Now).Format("0102")
 		if t.Merchant != nil {
 			r.IDs = fmt.Sprintf("%-11.11s%-11.11s", "", t.Merchant.Acquirer)
 		}
@@ -218,7 +230,7 @@ func (s *Switch) record(t *Txn, state byte) *journal.Txn {
 	}
 	serial, sdk, check := deviceInputs(t)
 	return &journal.Txn{
-		LocalDay: day(t.Now), SettleDate: day(t.Now), Env: string(t.Env), MID: t.Req.MID, TID: t.Req.TID,
+		LocalDay: day(t.Now), SettleDate: s.settleDate(t.Now), Env: string(t.Env), MID: t.Req.MID, TID: t.Req.TID,
 		Batch: t.F60.Batch, STAN: t.Req.STAN, MTI: mti, Kind: t.Kind.Name, ProcCode: t.Req.ProcCode, Amount: t.Req.Amount,
 		EntryMode: t.Req.EntryMode, Type: t.F60.Type, PANMasked: spec.MaskPAN(pan), PANHash: s.Journal.Vault.PANHash(pan),
 		CardOrg: "CUP", MCC: mcc, State: state, ReqHash: s.Journal.Vault.RequestHash(t.Frame.Raw), Trace: strings.Join(t.Passed, ","),

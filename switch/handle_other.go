@@ -9,6 +9,7 @@ import (
 	"github.com/shoudan/shoudan/spec/keys"
 	"github.com/shoudan/shoudan/spec/pos"
 	"github.com/shoudan/shoudan/switch/journal"
+	"github.com/shoudan/shoudan/switch/settlement"
 )
 
 // signOn issues fresh working keys under the TMK and opens a new batch.
@@ -53,6 +54,7 @@ func (s *Switch) management(ctx context.Context, t *Txn) []byte {
 		}
 	}
 	if t.Kind == pos.BatchUpload {
+		s.checkUpload(ctx, t)
 		return s.encode(t, &pos.BatchUploadResponse{Answer: r.Answer, Detail: t.Req.Detail}, r.RespCode)
 	}
 	return s.encode(t, &pos.ManagementResponse{Answer: r.Answer}, r.RespCode)
@@ -145,4 +147,27 @@ func (s *Switch) declineNow(t *Txn, code, rule, reason string) []byte {
 	t.Decision = Decision{Rule: rule, Code: code, Reason: reason}
 	r := s.answer(t, code)
 	return s.encode(t, &r, code)
+}
+
+// checkUpload reconciles the items of a 0320 detail upload (60.3 201) against the journal and
+// records mismatches for 差错 handling; the upload is answered as before (the terminal has
+// nothing to correct: the acquirer resolves the differences).
+func (s *Switch) checkUpload(ctx context.Context, t *Txn) {
+	if t.F60.NMI != "201" {
+		return
+	}
+	items, err := settlement.ParseUpload48(t.Req.Detail)
+	if err != nil {
+		s.Log.Warn("batch upload not reconciled", "tid", t.Req.TID, "batch", t.F60.Batch, "err", err.Error())
+		return
+	}
+	ms, err := settlement.CheckUpload(ctx, s.Journal.Pool, s.Journal.Vault.PANHash, t.Req.MID, t.Req.TID, t.F60.Batch, items)
+	if err != nil {
+		s.Log.Warn("batch upload not reconciled", "tid", t.Req.TID, "batch", t.F60.Batch, "err", err.Error())
+		return
+	}
+	for _, m := range ms {
+		s.Log.Warn("batch upload item does not match the journal", "tid", t.Req.TID, "mid", t.Req.MID, "batch", t.F60.Batch,
+			"stan", m.STAN, "mismatch", m.Kind, "uploaded", m.Uploaded, "pan", m.PAN)
+	}
 }

@@ -161,6 +161,7 @@ func merchantFields(o, m *Merchant) []FieldChange {
 	f.add("qps_limit", limitText(o.QPSLimit), limitText(m.QPSLimit))
 	f.flag("refund", o.RefundAllowed, m.RefundAllowed)
 	f.add("acquirer", o.Acquirer, m.Acquirer)
+	f.add("group", o.Group, m.Group)
 	return f
 }
 

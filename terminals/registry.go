@@ -34,6 +34,7 @@ type Merchant struct {
 	QPSRegistered time.Time
 	RefundAllowed bool
 	Acquirer      string // acquiring institution code (F32)
+	Group         string // 集团号 (merchant group), "" for none
 }
 
 // OnWhitelist reports whether the merchant's 双免 whitelist registration is effective on day:

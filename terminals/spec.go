@@ -52,6 +52,7 @@ type MerchantSpec struct {
 	QPSLimit string `yaml:"qps_limit,omitempty"` // this merchant's no-PIN limit; default rules.qps_limit
 	Refund   *bool  `yaml:"refund,omitempty"`
 	Acquirer string `yaml:"acquirer,omitempty"` // default 48020000
+	Group    string `yaml:"group,omitempty"`    // 集团号: merchants of one group get a group statement
 
 	src *entrySource
 }
@@ -378,6 +379,9 @@ func (m *MerchantSpec) build(i int) (Merchant, error) {
 	if len(m.Name) > 200 || len(m.NameEN) > 200 {
 		return Merchant{}, m.bad(i, "name", "expected a name of at most 200 bytes")
 	}
+	if len(m.Group) > 32 || !printableASCII(m.Group) {
+		return Merchant{}, m.bad(i, "group", fmt.Sprintf("expected a group number (集团号) of up to 32 printable ASCII characters, found %q", m.Group))
+	}
 	var limit int64
 	if m.QPSLimit != "" {
 		fen, err := ParseAmount(m.QPSLimit)
@@ -387,7 +391,7 @@ func (m *MerchantSpec) build(i int) (Merchant, error) {
 		limit = fen
 	}
 	return Merchant{MID: m.MID, Name: m.Name, NameEN: m.NameEN, MCC: mcc, Enabled: deref(m.Enabled, true),
-		Direct: deref(m.Direct, true), QPS: m.QPS, QPSLimit: limit, RefundAllowed: deref(m.Refund, true), Acquirer: acq}, nil
+		Direct: deref(m.Direct, true), QPS: m.QPS, QPSLimit: limit, RefundAllowed: deref(m.Refund, true), Acquirer: acq, Group: m.Group}, nil
 }
 
 func (t *TerminalSpec) build(i int, open KeyOpener) (Terminal, error) {

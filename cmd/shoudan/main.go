@@ -23,7 +23,7 @@ func main() {
 	root := &cobra.Command{Use: "shoudan", Short: "shoudan: an ISO 8583 acquiring switch for CUP POS terminals", SilenceUsage: true, SilenceErrors: true}
 	var cfgPath string
 	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", "", "config file (default: <data_dir>/shoudan.yaml, i.e. ./data/shoudan.yaml, which `serve` writes from the built-in demo config on its first run)")
-	root.AddCommand(decodeCmd(), serveCmd(&cfgPath), issuerCmd(), migrateCmd(&cfgPath), configCmd(), posCmd(&cfgPath), explainCmd(&cfgPath), txnCmd(&cfgPath), terminalsCmd(&cfgPath), replayCmd(&cfgPath), benchCmd(), rejectsCmd(&cfgPath), whatifCmd())
+	root.AddCommand(decodeCmd(), serveCmd(&cfgPath), issuerCmd(), migrateCmd(&cfgPath), configCmd(), posCmd(&cfgPath), explainCmd(&cfgPath), txnCmd(&cfgPath), terminalsCmd(&cfgPath), replayCmd(&cfgPath), benchCmd(), rejectsCmd(&cfgPath), whatifCmd(), settleCmd(&cfgPath), statementsCmd(&cfgPath))
 	if cmd, err := root.ExecuteC(); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", cmd.CommandPath(), err)
 		os.Exit(1)

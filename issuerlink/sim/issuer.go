@@ -44,6 +44,9 @@ func (is *Issuer) Handle(req *upstream.Message) *upstream.Message {
 	default:
 		resp.RespCode = "12"
 	}
+	if resp.RespCode == "00" && (req.MTI == "0200" || req.MTI == "0220") && req.ProcCode != upstream.ProcBalance {
+		is.Ledger.stamp(req, is.Now())
+	}
 	return &resp
 }
 

@@ -32,6 +32,10 @@ type Auth struct {
 	Of        string // a void: the key of the purchase it voided
 	Reversals int    // reversal requests that changed the ledger: never more than 1
 	Repeats   int    // reversal requests answered idempotently
+	// What the clearing file lists (clearing.go): the acquirer's RRN (F37), the upstream trace
+	// (F11) and transmission time (F7), merchant and terminal, and when it was approved.
+	RRN, Trace, Transmission, MID, TID string
+	At                                 time.Time
 }
 
 // Ledger is the issuer's books.
@@ -90,6 +94,15 @@ func (l *Ledger) Snapshot() Snapshot {
 		s.ReversalsRepeat += a.Repeats
 	}
 	return s
+}
+
+// Each calls f with a copy of every authorisation, in the order they were made.
+func (l *Ledger) Each(f func(Auth)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, k := range l.order {
+		f(*l.auths[k])
+	}
 }
 
 func (l *Ledger) record(a *Auth) {

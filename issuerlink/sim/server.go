@@ -150,6 +150,7 @@ func (s *Server) Start(addr, ctl string) error {
 			s.SetFaults(f)
 			writeJSON(w, f)
 		})
+		mux.HandleFunc("GET /clearing", s.clearingHandler)
 		mux.HandleFunc("GET /received", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Received()) })
 		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go s.http.Serve(cl)

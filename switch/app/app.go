@@ -20,6 +20,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -31,6 +32,7 @@ import (
 	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/switch/journal/pginstance"
 	"github.com/shoudan/shoudan/switch/metrics"
+	"github.com/shoudan/shoudan/switch/settlement"
 	"github.com/shoudan/shoudan/terminals"
 	"github.com/shoudan/shoudan/terminals/registrydb"
 	"github.com/spf13/viper"
@@ -52,6 +54,9 @@ type App struct {
 	Listeners  []*posswitch.Listener
 	Admin      string // bound admin address
 	Log        *slog.Logger
+	// Settler closes settlement days (automatically after each cut-off when
+	// settlement.auto_close), keeps balances and writes statements.
+	Settler *settlement.Settler
 
 	pg       *pginstance.Instance
 	cancel   context.CancelFunc
@@ -66,6 +71,9 @@ type App struct {
 	// started is the file's config when the switch started (before any programmatic
 	// override): what an edit of a restart-only key is compared with.
 	started *Config
+
+	settleCfg  atomic.Pointer[settlement.Config]
+	settleDone chan struct{}
 }
 
 // NewLogger builds the configured slog logger writing to w.
@@ -206,6 +214,9 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 	}
 	a.Switch = &posswitch.Switch{Registry: a.Registry, Journal: a.Journal, Link: a.Link,
 		Security: &posswitch.Software{Vault: a.Journal.Vault, ZoneKey: zk}, Log: log, Now: time.Now}
+	a.settleCfg.Store(c.Settlement)
+	a.Switch.SettleDate = func(t time.Time) time.Time { return a.settleCfg.Load().Cutoff.Date(t) }
+	a.Settler = &settlement.Settler{DB: a.Journal.Pool, Config: c.Settlement, Current: a.settleCfg.Load, Registry: a.Registry.Get, Now: time.Now, Log: log}
 	if n, err := a.Switch.Recover(ctx); err != nil {
 		return nil, fmt.Errorf("recovery: %w", err)
 	} else if n > 0 {
@@ -250,6 +261,10 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 		if err := a.startAdmin(c.Admin.Addr); err != nil {
 			return nil, err
 		}
+	}
+	if c.Settlement.AutoClose {
+		a.settleDone = make(chan struct{})
+		go func() { defer close(a.settleDone); a.Settler.Schedule(rctx, a.afterClose) }()
 	}
 	return a, nil
 }
@@ -421,6 +436,7 @@ func (a *App) reload() {
 		metrics.ConfigReloads.WithLabelValues("rejected").Inc()
 		a.Log.Error("config rejected: the previous config keeps serving", "file", a.Config.Path, "err", err.Error())
 	} else {
+		a.settleCfg.Store(c.Settlement)
 		if a.Sim != nil {
 			a.Sim.SetFaults(c.Issuer.Sim.Faults)
 		}
@@ -505,6 +521,9 @@ func (a *App) Close(ctx context.Context) {
 		<-a.fwdDone
 		if a.follows != nil {
 			<-a.follows
+		}
+		if a.settleDone != nil {
+			<-a.settleDone
 		}
 	}
 	if a.admin != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/shoudan/shoudan/issuerlink/sim"
+	"github.com/shoudan/shoudan/switch/settlement"
 	"github.com/shoudan/shoudan/terminals"
 	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
@@ -59,6 +60,10 @@ type Config struct {
 		ZoneKey string        `yaml:"zone_key"`
 		Sim     sim.Config    `yaml:"sim"`
 	} `yaml:"issuer"`
+
+	// Settlement is the settlement section (cut-off, fees, calendar, cycles), read by package
+	// settlement, which names the line of every error.
+	Settlement *settlement.Config `yaml:"-"`
 
 	// Path is the file it was read from ("" for the built-in demo).
 	Path string `yaml:"-"`
@@ -128,6 +133,9 @@ func Parse(src []byte) (*Config, *terminals.Registry, error) {
 	}
 	reg, err := terminals.Parse(&node)
 	if err != nil {
+		return nil, nil, err
+	}
+	if c.Settlement, err = settlement.ParseConfig(&node); err != nil {
 		return nil, nil, err
 	}
 	if err := c.check(); err != nil {

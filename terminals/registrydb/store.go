@@ -129,7 +129,7 @@ func readSpec(ctx context.Context, q querier) (*terminals.Spec, int64, error) {
 	default:
 		spec.Rules = terminals.RulesSpec{CashMCCs: cash, QPSLimit: terminals.FormatAmount(limit), MinSDK: sdk, RefundWindowDays: &window}
 	}
-	rows, err := q.Query(ctx, "SELECT mid, name, name_en, mcc, enabled, direct, qps, qps_limit, qps_registered, refund, acquirer FROM merchant ORDER BY mid")
+	rows, err := q.Query(ctx, "SELECT mid, name, name_en, mcc, enabled, direct, qps, qps_limit, qps_registered, refund, acquirer, grp FROM merchant ORDER BY mid")
 	if err != nil {
 		return nil, 0, err
 	}
@@ -138,7 +138,7 @@ func readSpec(ctx context.Context, q querier) (*terminals.Spec, int64, error) {
 		var enabled, direct, refund bool
 		var lim *int64
 		var reg *time.Time
-		if err := rows.Scan(&m.MID, &m.Name, &m.NameEN, &m.MCC, &enabled, &direct, &m.QPS, &lim, &reg, &refund, &m.Acquirer); err != nil {
+		if err := rows.Scan(&m.MID, &m.Name, &m.NameEN, &m.MCC, &enabled, &direct, &m.QPS, &lim, &reg, &refund, &m.Acquirer, &m.Group); err != nil {
 			rows.Close()
 			return nil, 0, err
 		}
@@ -281,11 +281,11 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, spec *terminals.Spec, reg 
 		if !m.QPSRegistered.IsZero() {
 			day = &m.QPSRegistered
 		}
-		b.Queue(`INSERT INTO merchant (mid, name, name_en, mcc, enabled, direct, qps, qps_limit, qps_registered, refund, acquirer)
-			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
+		b.Queue(`INSERT INTO merchant (mid, name, name_en, mcc, enabled, direct, qps, qps_limit, qps_registered, refund, acquirer, grp)
+			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)
 			ON CONFLICT (mid) DO UPDATE SET name=$2, name_en=$3, mcc=$4, enabled=$5, direct=$6, qps=$7, qps_limit=$8, qps_registered=$9,
-				refund=$10, acquirer=$11, updated_at=now()`,
-			m.MID, m.Name, m.NameEN, m.MCC, m.Enabled, m.Direct, m.QPS, lim, dateOnly(day), m.RefundAllowed, m.Acquirer)
+				refund=$10, acquirer=$11, grp=$12, updated_at=now()`,
+			m.MID, m.Name, m.NameEN, m.MCC, m.Enabled, m.Direct, m.QPS, lim, dateOnly(day), m.RefundAllowed, m.Acquirer, m.Group)
 	}
 	for _, d := range ds {
 		if d.Kind == "terminal" && d.Action == "removed" {

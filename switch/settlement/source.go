@@ -1,0 +1,237 @@
+package settlement
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// The journal's txn table is only read, and only here: these queries are the whole contract
+// between settlement and the journal's schema.
+
+// Item is one journaled transaction as settlement sees it.
+type Item struct {
+	ID                   int64
+	MID, TID, Batch      string
+	STAN, RRN, Kind, MCC string
+	PAN                  string // masked
+	Amount               int64
+	At                   time.Time
+	// Base is the signed amount the discount fee applies to: +amount for a purchase and for a
+	// reversed void, -amount for a void and a reversed purchase, 0 for a refund.
+	Base int64
+	// Refund is the amount of an approved refund (0 for other kinds).
+	Refund int64
+}
+
+// Takings is the item's effect on the day's takings (refunds are cleared separately).
+func (it *Item) Takings() int64 { return it.Base }
+
+// FeeOf is the item's signed fee under terms: a void or reversal returns the fee its
+// original was charged.
+func (it *Item) FeeOf(t Terms) int64 {
+	switch {
+	case it.Base > 0:
+		return Fee(it.Base, t.Rate, t.Cap)
+	case it.Base < 0:
+		return -Fee(-it.Base, t.Rate, t.Cap)
+	}
+	return 0
+}
+
+// localDays is the range of txn.local_day (the switch's local date) that can hold transactions
+// of settlement date d: local_day is the key the journal's unique index starts with.
+func (c *Config) localDays(d time.Time) (time.Time, time.Time) {
+	from := c.Cutoff.At(d.AddDate(0, 0, -1)).In(time.Local)
+	to := c.Cutoff.At(d).Add(-time.Nanosecond).In(time.Local)
+	day := func(t time.Time) time.Time { return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC) }
+	return day(from), day(to)
+}
+
+func dateOnly(d time.Time) time.Time {
+	return time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+// scanItems streams the transactions of settlement date d that move money (approved purchases,
+// voids and refunds, and reversals of approved originals), for one merchant or all (mid ""),
+// in id order, calling f for each that counts.
+func (c *Config) scanItems(ctx context.Context, db *pgxpool.Pool, d time.Time, mid string, f func(*Item)) error {
+	from, to := c.localDays(d)
+	q := `SELECT t.id, t.mid, t.tid, t.batch, t.stan, t.rrn, t.kind, t.mcc, t.pan_masked, t.amount, t.created_at,
+			t.orig_id, coalesce(o.kind, ''), coalesce(o.resp_code, ''), o.local_day
+		FROM txn t LEFT JOIN txn o ON t.kind = 'reversal' AND o.id = t.orig_id
+		WHERE t.local_day BETWEEN $1 AND $2 AND t.settle_date = $3
+		  AND ((t.kind IN ('purchase', 'void', 'refund') AND t.resp_code = '00') OR (t.kind = 'reversal' AND t.orig_id IS NOT NULL AND t.state = 'A'))`
+	args := []any{from, to, dateOnly(d)}
+	if mid != "" {
+		q += " AND t.mid = $4"
+		args = append(args, mid)
+	}
+	q += " ORDER BY t.id"
+	rows, err := db.Query(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("reading the journal: %w", err)
+	}
+	type rev struct {
+		it               *Item
+		origID           int64
+		origKind, origRC string
+		origDay          time.Time
+	}
+	var revs []rev
+	for rows.Next() {
+		it := &Item{}
+		var origID *int64
+		var origKind, origRC string
+		var origDay *time.Time
+		if err := rows.Scan(&it.ID, &it.MID, &it.TID, &it.Batch, &it.STAN, &it.RRN, &it.Kind, &it.MCC, &it.PAN, &it.Amount, &it.At,
+			&origID, &origKind, &origRC, &origDay); err != nil {
+			rows.Close()
+			return fmt.Errorf("reading the journal: %w", err)
+		}
+		switch it.Kind {
+		case "purchase":
+			it.Base = it.Amount
+		case "void":
+			it.Base = -it.Amount
+		case "refund":
+			it.Refund = it.Amount
+		case "reversal":
+			if origID == nil || origRC != "00" || (origKind != "purchase" && origKind != "void") {
+				continue // reversed nothing that had moved money
+			}
+			revs = append(revs, rev{it, *origID, origKind, origRC, *origDay})
+			continue
+		}
+		f(it)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading the journal: %w", err)
+	}
+	if len(revs) == 0 {
+		return nil
+	}
+	// A reversal moves money only if it is the first reversal of its original, and (for a
+	// purchase) no approved void came before it: the issuer treats the others as repeats.
+	ids := make([]int64, 0, len(revs))
+	days := make([]time.Time, 0, len(revs))
+	for _, r := range revs {
+		ids = append(ids, r.origID)
+		days = append(days, r.origDay)
+	}
+	before := map[int64]int64{} // original id -> the first id of a reversal or approved void of it
+	rows, err = db.Query(ctx, `SELECT orig_id, min(id) FROM txn WHERE local_day = ANY($1) AND orig_id = ANY($2)
+		AND (kind = 'reversal' OR (kind = 'void' AND resp_code = '00')) GROUP BY orig_id`, days, ids)
+	if err != nil {
+		return fmt.Errorf("reading the journal: %w", err)
+	}
+	for rows.Next() {
+		var o, first int64
+		if err := rows.Scan(&o, &first); err != nil {
+			rows.Close()
+			return err
+		}
+		before[o] = first
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	// emit in id order, merged with nothing else: reversals come after their scan position,
+	// which callers do not depend on (they aggregate or sort by id themselves)
+	for _, r := range revs {
+		if first, ok := before[r.origID]; ok && first != r.it.ID {
+			continue
+		}
+		if r.origKind == "purchase" {
+			r.it.Base = -r.it.Amount
+		} else {
+			r.it.Base = r.it.Amount
+		}
+		f(r.it)
+	}
+	return nil
+}
+
+// pendingAtIssuer counts the transactions of settlement date d still waiting for the issuer's
+// answer: a day is not closed under them.
+func (c *Config) pendingAtIssuer(ctx context.Context, db *pgxpool.Pool, d time.Time) (int, error) {
+	from, to := c.localDays(d)
+	var n int
+	err := db.QueryRow(ctx, `SELECT count(*) FROM txn WHERE local_day BETWEEN $1 AND $2 AND settle_date = $3 AND state = 'P'`,
+		from, to, dateOnly(d)).Scan(&n)
+	return n, err
+}
+
+// firstJournalDay is the settlement date of the oldest journaled transaction (ok false: none).
+func firstJournalDay(ctx context.Context, db *pgxpool.Pool) (time.Time, bool, error) {
+	var d *time.Time
+	err := db.QueryRow(ctx, `SELECT settle_date FROM txn WHERE local_day = (SELECT min(local_day) FROM txn) ORDER BY settle_date LIMIT 1`).Scan(&d)
+	if err == pgx.ErrNoRows || (err == nil && d == nil) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return *d, true, nil
+}
+
+// IssuerItem is a transaction the journal says the issuer approved, for reconciliation.
+type IssuerItem struct {
+	RRN, STAN, UpTrace, MID, TID, Kind string
+	Amount                             int64
+}
+
+// approvedUpstream lists the transactions of settlement date d that the issuer approved and
+// that still stand (not reversed): what its clearing file must list.
+func (c *Config) approvedUpstream(ctx context.Context, db *pgxpool.Pool, d time.Time) ([]IssuerItem, error) {
+	from, to := c.localDays(d)
+	rows, err := db.Query(ctx, `SELECT rrn, stan, up_trace, mid, tid, kind, amount FROM txn
+		WHERE local_day BETWEEN $1 AND $2 AND settle_date = $3 AND kind IN ('purchase', 'void', 'refund')
+		  AND resp_code = '00' AND state <> 'R' AND went_upstream ORDER BY id`, from, to, dateOnly(d))
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (IssuerItem, error) {
+		var it IssuerItem
+		err := r.Scan(&it.RRN, &it.STAN, &it.UpTrace, &it.MID, &it.TID, &it.Kind, &it.Amount)
+		return it, err
+	})
+}
+
+// byRRN finds one transaction by RRN (reconciliation of a file line the journal lacks for the date).
+func byRRN(ctx context.Context, db *pgxpool.Pool, rrn string) (*IssuerItem, time.Time, string, error) {
+	var it IssuerItem
+	var sd time.Time
+	var state string
+	err := db.QueryRow(ctx, `SELECT rrn, stan, up_trace, mid, tid, kind, amount, settle_date, state FROM txn WHERE rrn = $1`, rrn).
+		Scan(&it.RRN, &it.STAN, &it.UpTrace, &it.MID, &it.TID, &it.Kind, &it.Amount, &sd, &state)
+	if err == pgx.ErrNoRows {
+		return nil, sd, "", nil
+	}
+	return &it, sd, state, err
+}
+
+// UploadedTxn is a journal transaction found for a batch-upload item.
+type UploadedTxn struct {
+	Amount  int64
+	PANHash []byte
+	PAN     string // masked
+	Kind    string
+}
+
+// batchTxn finds the approved financial transaction of a terminal batch with STAN stan.
+func batchTxn(ctx context.Context, db *pgxpool.Pool, mid, tid, batch, stan string) (*UploadedTxn, error) {
+	var u UploadedTxn
+	err := db.QueryRow(ctx, `SELECT amount, pan_hash, pan_masked, kind FROM txn WHERE mid = $1 AND tid = $2 AND batch = $3 AND stan = $4
+		AND kind IN ('purchase', 'void', 'refund') AND resp_code = '00' ORDER BY id DESC LIMIT 1`, mid, tid, batch, stan).
+		Scan(&u.Amount, &u.PANHash, &u.PAN, &u.Kind)
+	if err == pgx.ErrNoRows {
+		return nil, nil
+	}
+	return &u, err
+}
