@@ -101,7 +101,8 @@ func (s *Settler) Release(ctx context.Context, holdID int64, reason, operator st
 		}
 		a.frozen -= h.Amount
 		a.entry("release", -h.Amount, fmt.Sprintf("hold %d released: %s (%s)", holdID, reason, operator))
-		today := dateOnly(s.Config.Cutoff.Date(s.now()))
+		l := s.now().In(s.Config.Cutoff.Loc)
+		today := time.Date(l.Year(), l.Month(), l.Day(), 0, 0, 0, 0, time.UTC)
 		var last *time.Time
 		if err := tx.QueryRow(ctx, "SELECT max(settle_date) FROM settle_day WHERE state = 'closed'").Scan(&last); err != nil {
 			return err
@@ -111,7 +112,7 @@ func (s *Settler) Release(ctx context.Context, holdID int64, reason, operator st
 			return err
 		}
 		if last != nil {
-			a.pay(dateOnly(*last).AddDate(0, 0, 1), today, by)
+			a.pay(dateOnly(*last).AddDate(0, 0, 1), floorAt(s.Config.Calendar, today, false), by)
 		}
 		h.ReleasedBy, h.ReleaseReason = operator, reason
 		return a.save(ctx, nil)

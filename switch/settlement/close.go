@@ -300,6 +300,7 @@ func (s *Settler) dayResult(ctx context.Context, d time.Time) (*DayResult, error
 // credit is one settlement date's credit on a merchant balance, and what is left of it.
 type credit struct {
 	date, payout time.Time
+	business     bool // a T+N cycle: paid on business days only
 	unpaid       int64
 	changed      bool
 }
@@ -323,13 +324,13 @@ func lockAccount(ctx context.Context, tx pgx.Tx, mid string) (*account, error) {
 	if err := tx.QueryRow(ctx, "SELECT balance, frozen FROM merchant_account WHERE mid = $1 FOR UPDATE", mid).Scan(&a.balance, &a.frozen); err != nil {
 		return nil, err
 	}
-	rows, err := tx.Query(ctx, "SELECT settle_date, payout_date, unpaid FROM settle_merchant WHERE mid = $1 AND unpaid <> 0 ORDER BY settle_date", mid)
+	rows, err := tx.Query(ctx, "SELECT settle_date, payout_date, cycle LIKE 'T%', unpaid FROM settle_merchant WHERE mid = $1 AND unpaid <> 0 ORDER BY settle_date", mid)
 	if err != nil {
 		return nil, err
 	}
 	for rows.Next() {
 		c := &credit{}
-		if err := rows.Scan(&c.date, &c.payout, &c.unpaid); err != nil {
+		if err := rows.Scan(&c.date, &c.payout, &c.business, &c.unpaid); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -412,9 +413,27 @@ func (a *account) clearRefunds(ctx context.Context, on time.Time, by string) (in
 	return cleared, pending, nil
 }
 
+// valueFloor is the earliest value date of a pay-out made now: for D+N credits (paid any
+// day) and for T+N credits (paid on business days).
+type valueFloor struct{ anyDay, businessDay time.Time }
+
+// floorAt is the value floor of a pay-out instructed on local date day: a close instructs
+// after the day's banking hours, so T+N money goes out on the next business day.
+func floorAt(cal Calendar, day time.Time, atClose bool) valueFloor {
+	b := day
+	if atClose {
+		b = b.AddDate(0, 0, 1)
+	}
+	for !cal.BusinessDay(b) {
+		b = b.AddDate(0, 0, 1)
+	}
+	return valueFloor{anyDay: day, businessDay: b}
+}
+
 // pay instructs the pay-out of every credit due by dueBy (oldest first), as far as the
-// available balance allows; value date is the credit's pay-out date, or valueFloor if later.
-func (a *account) pay(dueBy, valueFloor time.Time, by string) int64 {
+// available balance allows. The value date is the credit's pay-out date, or for a credit
+// paid late (held by frozen funds) the floor of its kind of cycle.
+func (a *account) pay(dueBy time.Time, floor valueFloor, by string) int64 {
 	var paid int64
 	for _, c := range a.credits {
 		if c.unpaid <= 0 || c.payout.After(dueBy) {
@@ -428,9 +447,12 @@ func (a *account) pay(dueBy, valueFloor time.Time, by string) int64 {
 		c.changed = true
 		a.balance -= n
 		paid += n
-		value := c.payout
-		if value.Before(valueFloor) {
-			value = valueFloor
+		value, f := c.payout, floor.anyDay
+		if c.business {
+			f = floor.businessDay
+		}
+		if value.Before(f) {
+			value = f
 		}
 		a.batch.Queue("INSERT INTO payout (mid, credit_date, value_date, amount, made_by) VALUES ($1,$2,$3,$4,$5)", a.mid, c.date, value, n, by)
 		a.entry("payout", -n, fmt.Sprintf("pay-out of %s, value %s", c.date.Format("2006-01-02"), value.Format("2006-01-02")))
@@ -470,7 +492,7 @@ func (s *Settler) settleMerchant(ctx context.Context, d time.Time, mid string, m
 		return false, err
 	}
 	t := sn.terms(mid)
-	c := &credit{date: d, payout: cal.PayoutDate(d, t.Cycle)}
+	c := &credit{date: d, payout: cal.PayoutDate(d, t.Cycle), business: t.Cycle.Business}
 	creditAmt := m.takings() - m.Fee
 	a.addCredit(c, creditAmt)
 	if creditAmt != 0 {
@@ -490,7 +512,7 @@ func (s *Settler) settleMerchant(ctx context.Context, d time.Time, mid string, m
 	if err != nil {
 		return false, err
 	}
-	paid := a.pay(d.AddDate(0, 0, 1), d, by)
+	paid := a.pay(d.AddDate(0, 0, 1), floorAt(cal, d, true), by)
 	a.batch.Queue(`INSERT INTO settle_merchant (settle_date, mid, grp, fee_group, rate_ppm, cap, cycle, payout_date,
 		purchases, purchase_amount, voids, void_amount, reversals, reversal_amount, refunds, refund_amount,
 		takings, fee, credit, refunds_cleared, refunds_pending, paid, unpaid, balance_after, frozen_after)
