@@ -156,7 +156,7 @@ func (s *Switch) checkUpload(ctx context.Context, t *Txn) {
 	if t.F60.NMI != "201" {
 		return
 	}
-	items, err := settlement.ParseUpload48(t.Req.Detail)
+	items, err := pos.ParseUpload48(t.Req.Detail)
 	if err != nil {
 		s.Log.Warn("batch upload not reconciled", "tid", t.Req.TID, "batch", t.F60.Batch, "err", err.Error())
 		return
