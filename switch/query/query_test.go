@@ -30,6 +30,7 @@ var good = device.Chip(goodPAN, "2912", "123456")
 // checked against (computed here from the terminals' own results, never from SQL).
 type event struct {
 	day, mid, tid string
+	settle        string // settlement date: the local day moved by the settlement cut-off
 	kind          string
 	amount        int64
 	code          string
@@ -45,7 +46,7 @@ type world struct {
 func (w *world) record(d *device.Terminal, kind string, amount int64, r *device.Result, err error, day time.Time) *event {
 	w.t.Helper()
 	require.NoError(w.t, err)
-	e := &event{day: day.Format("2006-01-02"), mid: d.MID, tid: d.TID, kind: kind, amount: amount, code: r.Code()}
+	e := &event{day: day.Format("2006-01-02"), settle: w.s.Config.Settlement.Cutoff.Date(day).Format("2006-01-02"), mid: d.MID, tid: d.TID, kind: kind, amount: amount, code: r.Code()}
 	w.events = append(w.events, e)
 	return e
 }
@@ -182,7 +183,7 @@ func TestSummariesAddUp(t *testing.T) {
 		key func(*event) string
 	}{
 		{query.ByDay, func(e *event) string { return e.day }},
-		{query.BySettle, func(e *event) string { return e.day }},
+		{query.BySettle, func(e *event) string { return e.settle }},
 		{query.ByMerchant, func(e *event) string { return e.mid }},
 		{query.ByTerminal, func(e *event) string { return e.tid }},
 		{query.ByOrg, func(*event) string { return "CUP" }},
