@@ -113,12 +113,20 @@ func (s *Settler) Close(ctx context.Context, d time.Time) ([]DayResult, error) {
 		return nil, err
 	}
 	defer conn.Release()
-	var got bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(8584)").Scan(&got); err != nil {
-		return nil, err
-	}
-	if !got {
-		return nil, errors.New("another settlement run holds the settlement lock: wait for it to finish")
+	// one run at a time per database; the lock of a run that was killed goes with its
+	// session, which the server may take a moment to notice
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var got bool
+		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(8584)").Scan(&got); err != nil {
+			return nil, err
+		}
+		if got {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, errors.New("another settlement run holds the settlement lock: wait for it to finish")
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	defer conn.Exec(context.Background(), "SELECT pg_advisory_unlock(8584)")
 
