@@ -57,6 +57,7 @@ const (
 	NotPermittedToTerm = "58"
 	AmountLimit        = "61"
 	OriginalAmount     = "64"
+	ExceedsFrequency   = "65"
 	SignOnAgain        = "77"
 	IssuerDown         = "91"
 	Violation          = "93"

@@ -6,10 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	rc "github.com/shoudan/shoudan/responsecodes"
 	"github.com/shoudan/shoudan/spec"
 	"github.com/shoudan/shoudan/spec/pos"
+	posswitch "github.com/shoudan/shoudan/switch"
 	"github.com/shoudan/shoudan/switch/journal"
+	"github.com/shoudan/shoudan/switch/metrics"
 	"github.com/shoudan/shoudan/switch/switchtest"
 	"github.com/shoudan/shoudan/terminals"
 	"github.com/shoudan/shoudan/terminals/device"
@@ -169,4 +172,135 @@ func TestRejectsBounded(t *testing.T) {
 		require.NoError(t, err)
 		return len(rs) <= 50+50/10 && len(rs) > 0 && rs[0].STAN == "000299"
 	}, 10*time.Second, 50*time.Millisecond, "pruned to about 50 rows, the newest kept")
+}
+
+// TestForgedSignOn: a sign-on carries no MAC, so anyone with a receipt can send one. It no longer
+// knocks the terminal off: the terminal keeps its current keys until it proves the new ones; a
+// forged sign-off from another address is ignored; sign-ons from other addresses are limited
+// and raise alerts; the genuine terminal can always sign on from where it proved its keys.
+func TestForgedSignOn(t *testing.T) {
+	s := switchtest.Start(t, switchtest.Options{})
+	s.Switch.SignOnLimit = posswitch.SignOnLimit{Max: 3, Window: time.Minute}
+	const tid = "10000001"
+	d := s.SignedOn(tid)
+	p, err := d.Purchase(good, 1000) // proves the keys, from 127.0.0.1
+	require.Equal(t, rc.Approved, code(t, p, err))
+	alerts := func(reason string) float64 {
+		return testutil.ToFloat64(metrics.Unauthenticated.WithLabelValues(reason))
+	}
+	newAddr, rate, ignored := alerts("new_address"), alerts("rate"), alerts("sign-off-ignored")
+
+	// a forged sign-on: approved (the keys in it are useless without the TMK) ...
+	evil := impostor(t, s, d)
+	r, _ := next(evil, d).SignOn()
+	require.Equal(t, rc.Approved, r.Code())
+	assert.Equal(t, newAddr+1, alerts("new_address"), "a sign-on from a new address raises an alert")
+	// ... and the real terminal's next purchase, with its current keys and batch, is approved
+	r, err = d.Purchase(good, 1100)
+	require.Equal(t, rc.Approved, code(t, r, err), "the forged sign-on did not replace the terminal's keys")
+	st, err := d.Status("", "")
+	require.Equal(t, rc.Approved, code(t, st, err))
+	assert.Equal(t, r.Resp.RRN, st.Resp.RRN)
+
+	// a forged sign-off from another address changes nothing
+	r, err = next(evil, d).SignOff()
+	require.Equal(t, rc.Approved, code(t, r, err))
+	assert.Equal(t, ignored+1, alerts("sign-off-ignored"))
+	r, err = d.Purchase(good, 1200)
+	require.Equal(t, rc.Approved, code(t, r, err), "the forged sign-off did not sign the terminal off")
+
+	// sign-ons from other addresses beyond the limit are refused (65) and change nothing
+	var codes []string
+	for range 4 {
+		r, _ := next(evil, d).SignOn()
+		codes = append(codes, r.Code())
+	}
+	// 3 a minute from addresses other than the proven one: the terminal's own first sign-on (when
+	// nothing was proven yet), the forged one, one more
+	assert.Equal(t, []string{rc.Approved, rc.ExceedsFrequency, rc.ExceedsFrequency, rc.ExceedsFrequency}, codes)
+	assert.Equal(t, rate+3, alerts("rate"))
+	r, err = d.Purchase(good, 1300)
+	require.Equal(t, rc.Approved, code(t, r, err))
+
+	// the genuine terminal signs on from where it proved its keys, whatever the limit: the new
+	// keys become current with its first request, and then the old ones are refused
+	old := d.State
+	r, err = d.SignOn()
+	require.Equal(t, rc.Approved, code(t, r, err))
+	require.NotEqual(t, old.Batch, d.Batch, "a sign-on opens a new batch")
+	r, err = d.Purchase(good, 1400)
+	require.Equal(t, rc.Approved, code(t, r, err), "the new keys are proven by the first request MACed with them")
+	stale := s.Terminal(tid)
+	stale.State, stale.STAN = old, d.STAN+100
+	r, err = stale.Purchase(good, 100)
+	require.Equal(t, rc.SignOnAgain, code(t, r, err), "once the new keys are proven, the old keys and batch are refused")
+
+	// a genuine sign-off (from the proven address) still signs the terminal off
+	r, err = d.SignOff()
+	require.Equal(t, rc.Approved, code(t, r, err))
+	r, err = d.Purchase(good, 100)
+	require.Equal(t, rc.SignOnAgain, code(t, r, err))
+
+	// the rejects record holds the forged sign-off and the refused sign-ons with their source (and
+	// the genuine terminal's two 77s above)
+	rs := rejectsOf(t, s, tid, 6)
+	bySource := map[string]map[string]int{}
+	for _, r := range rs {
+		ip, _, _ := strings.Cut(r.Source, ":")
+		if bySource[ip] == nil {
+			bySource[ip] = map[string]int{}
+		}
+		bySource[ip][r.Rule+" "+r.Code]++
+		assert.NotEmpty(t, r.Reason)
+	}
+	assert.Equal(t, map[string]map[string]int{
+		attackerAddr: {"sign-off-ignored 00": 1, "sign-on-limit 65": 3},
+		"127.0.0.1":  {"signed-on 77": 2},
+	}, bySource)
+}
+
+// TestSignOnAnswerLost: a terminal whose sign-on answer was lost keeps working with its old
+// keys; one that signs on twice finds the keys of either sign-on accepted.
+func TestSignOnAnswerLost(t *testing.T) {
+	s := switchtest.Start(t, switchtest.Options{})
+	d := s.SignedOn("10000001")
+	r, err := d.Purchase(good, 100)
+	require.Equal(t, rc.Approved, code(t, r, err))
+	before := d.State
+	r, err = d.SignOn() // the answer "never arrived": the terminal keeps what it had before
+	require.Equal(t, rc.Approved, code(t, r, err))
+	first := d.State
+	d.State.Keys, d.State.Batch = before.Keys, before.Batch
+	r, err = d.Purchase(good, 200)
+	require.Equal(t, rc.Approved, code(t, r, err), "the old keys serve until new ones are proven")
+	r, err = d.SignOn()
+	require.Equal(t, rc.Approved, code(t, r, err))
+	d.State.Keys, d.State.Batch = first.Keys, first.Batch // the first of two unproven sign-ons
+	r, err = d.Purchase(good, 300)
+	require.Equal(t, rc.Approved, code(t, r, err), "the keys of an earlier pending sign-on are accepted")
+}
+
+// TestRetransmissionsAnsweredFromTheJournal: a retransmission (same bytes) of a void or refund
+// gets the stored answer, although the original it names has changed since (voided, refunded):
+// the duplicate check (row 13) comes before the original's checks (rows 14-20).
+func TestRetransmissionsAnsweredFromTheJournal(t *testing.T) {
+	s := switchtest.Start(t, switchtest.Options{})
+	d := s.SignedOn("10000001")
+	p, err := d.Purchase(good, 2500)
+	require.Equal(t, rc.Approved, code(t, p, err))
+	v, err := d.Void(good, p)
+	require.Equal(t, rc.Approved, code(t, v, err))
+	again, err := d.RoundTrip(v.Request)
+	require.Equal(t, rc.Approved, code(t, again, err), "the void's retransmission gets the stored approval, not 12")
+	assert.Equal(t, v.Resp.RRN, again.Resp.RRN)
+
+	s.Switch.Now = func() time.Time { return time.Now().AddDate(0, 0, -2) }
+	o, err := d.Purchase(good, 3000)
+	s.Switch.Now = time.Now
+	require.Equal(t, rc.Approved, code(t, o, err))
+	rf, err := d.Refund(good, o.Resp.RRN, time.Now().AddDate(0, 0, -2).Format("0102"), 3000)
+	require.Equal(t, rc.Approved, code(t, rf, err))
+	again, err = d.RoundTrip(rf.Request)
+	require.Equal(t, rc.Approved, code(t, again, err), "the refund's retransmission gets the stored approval, not 13")
+	assert.Equal(t, rf.Resp.RRN, again.Resp.RRN)
 }

@@ -29,6 +29,10 @@ type Switch struct {
 	Security SecurityModule
 	Log      *slog.Logger
 	Now      func() time.Time
+	// SignOnLimit bounds sign-ons from addresses a terminal has not proven its keys from (zero:
+	// DefaultSignOnLimit).
+	SignOnLimit SignOnLimit
+	signOns     signOnLog
 	// SettleDate is the settlement date of a transaction at t (the settlement cut-off: F15 and
 	// txn.settle_date); nil = t's local date.
 	SettleDate func(t time.Time) time.Time
@@ -162,8 +166,14 @@ func (s *Switch) decline(ctx context.Context, t *Txn) []byte {
 	} else if t.Kind != nil && t.Kind.Financial && t.Terminal != nil {
 		rec := s.record(t, journal.Declined)
 		rec.RespCode, rec.Rule, rec.Reason = code, t.Decision.Rule, t.Decision.Reason
-		if _, err := s.Journal.Insert(ctx, rec); err != nil {
+		ok, err := s.Journal.Insert(ctx, rec)
+		switch {
+		case err != nil:
 			s.Log.Warn("decline not journaled", "err", err)
+		case !ok && t.Decision.Rule != journalDown.Rule:
+			// the key is taken (row 13 comes before rows 14-20): a retransmission gets its stored
+			// answer, although its original has changed since (voided, refunded); another request 94
+			return s.duplicate(ctx, t, rec)
 		}
 	}
 	if t.Kind != nil && (t.Kind == pos.SignOn || !t.Kind.Financial) {
@@ -265,36 +275,42 @@ func (s *Switch) journalRequest(ctx context.Context, t *Txn, rec *journal.Txn, m
 		t.Record = rec
 		return nil, true
 	}
+	return s.duplicate(ctx, t, rec), false
+}
+
+// duplicate answers a request whose key (day, MID, TID, batch, STAN, MTI) is taken (row 13): the
+// stored response to a retransmission (same bytes from the MTI on), 94 to a different request.
+func (s *Switch) duplicate(ctx context.Context, t *Txn, rec *journal.Txn) []byte {
 	prev, err := s.Journal.ByKey(ctx, rec.LocalDay, rec.MID, rec.TID, rec.Batch, rec.STAN, rec.MTI)
 	if err != nil || prev == nil {
 		t.Decision = Decision{Rule: "journal", Code: rc.SystemMalfunction, Reason: "journal unavailable"}
-		return s.decline(ctx, t), false
+		return s.decline(ctx, t)
 	}
 	if !equalHash(prev.ReqHash, rec.ReqHash) {
 		t.Decision = Decision{Rule: "duplicate", Code: rc.Duplicate, Reason: fmt.Sprintf("batch %s STAN %s was already used today for a different request", rec.Batch, rec.STAN)}
 		r := s.answer(t, rc.Duplicate)
-		return s.encode(t, &r, rc.Duplicate), false
+		return s.encode(t, &r, rc.Duplicate)
 	}
 	if len(prev.Response) == 0 {
 		if prev.State == journal.Pending { // the original is still in flight
 			t.Decision = Decision{Rule: "duplicate", Code: "09", Reason: "the same request is still being processed"}
 			r := s.answer(t, "09")
-			return s.encode(t, &r, "09"), false
+			return s.encode(t, &r, "09")
 		}
-		// closed by crash recovery without a stored response: answer its recorded outcome
-		t.Decision = Decision{Rule: "duplicate", Code: prev.RespCode, Reason: "retransmission of a request closed by recovery: " + prev.Reason}
+		// a decline, or closed by crash recovery, without a stored response: its recorded outcome
+		t.Decision = Decision{Rule: "duplicate", Code: prev.RespCode, Reason: "retransmission answered with its recorded outcome: " + prev.Reason}
 		r := s.answer(t, prev.RespCode)
 		r.RRN = prev.RRN
-		return s.encode(t, &r, prev.RespCode), false
+		return s.encode(t, &r, prev.RespCode)
 	}
 	var r pos.FinancialResponse
 	if err := json.Unmarshal(prev.Response, &r); err != nil {
-		return nil, false
+		return nil
 	}
 	r.PAN = cardPAN(&t.Req) // never stored: the retransmission carries it
 	r.Head = t.Frame.Head().Reply(r.Head.MTI, pos.ProcNone)
 	s.Log.Info("retransmission answered from the journal", "tid", rec.TID, "stan", rec.STAN, "code", r.RespCode)
-	return s.encode(t, &r, r.RespCode), false
+	return s.encode(t, &r, r.RespCode)
 }
 
 // storedResponse is a response as journaled: without the PAN.

@@ -10,11 +10,26 @@ import (
 	"github.com/shoudan/shoudan/spec/pos"
 	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/switch/settlement"
+	"github.com/shoudan/shoudan/switch/metrics"
 )
 
-// signOn issues fresh working keys under the TMK and opens a new batch.
+// signOn issues fresh working keys under the TMK and the next batch. They are pending until the
+// terminal proves it holds them (its first request MACed with them, checkMAC): a sign-on carries
+// no MAC, so it must not take the terminal's current keys away (see signon.go).
 func (s *Switch) signOn(ctx context.Context, t *Txn) []byte {
 	r := s.answer(t, rc.Approved)
+	st, err := s.Journal.TerminalState(ctx, t.Req.MID, t.Req.TID)
+	if err != nil {
+		r.RespCode = rc.SystemMalfunction
+		return s.encode(t, &pos.SignOnResponse{Answer: r.Answer}, r.RespCode)
+	}
+	if code, reason := s.admitSignOn(t, st); code != "" {
+		metrics.SignOns.WithLabelValues("refused").Inc()
+		t.Decision = Decision{Rule: "sign-on-limit", Code: code, Reason: reason}
+		s.reject(t)
+		r.RespCode = code
+		return s.encode(t, &pos.SignOnResponse{Answer: r.Answer}, code)
+	}
 	wk, err := s.Security.NewWorkingKeys(t.F60.NMI)
 	var block []byte
 	if err == nil {
@@ -25,17 +40,22 @@ func (s *Switch) signOn(ctx context.Context, t *Txn) []byte {
 		return s.encode(t, &pos.SignOnResponse{Answer: r.Answer}, r.RespCode)
 	}
 	batch := "000001"
-	if st, err := s.Journal.TerminalState(ctx, t.Req.MID, t.Req.TID); err == nil && st != nil {
+	switch {
+	case st != nil && len(st.Pending) > 0: // every sign-on opens a new batch, proven or not
+		batch = nextBatch(st.Pending[0].Batch)
+	case st != nil && st.Batch != "":
 		batch = nextBatch(st.Batch)
 	}
-	if err := s.Journal.SignOn(ctx, t.Req.MID, t.Req.TID, batch, operatorCode(&t.Req), s.Security.SealKeys(wk)); err != nil {
+	p := journal.PendingSignOn{Batch: batch, KeysEnc: s.Security.SealKeys(wk), Operator: operatorCode(&t.Req), Source: t.Peer.String()}
+	if err := s.Journal.PendSignOn(ctx, t.Req.MID, t.Req.TID, p); err != nil {
 		r.RespCode = rc.SystemMalfunction
 		return s.encode(t, &pos.SignOnResponse{Answer: r.Answer}, r.RespCode)
 	}
+	metrics.SignOns.WithLabelValues("pending").Inc()
 	f60 := t.F60
 	f60.Batch = batch
 	r.Custom = f60.String()
-	s.Log.Info("sign-on", "tid", t.Req.TID, "mid", t.Req.MID, "batch", batch, "layout", t.F60.NMI)
+	s.Log.Info("sign-on", "tid", t.Req.TID, "mid", t.Req.MID, "batch", batch, "layout", t.F60.NMI, "source", t.Peer.String())
 	return s.encode(t, &pos.SignOnResponse{Answer: r.Answer, Keys: block}, rc.Approved)
 }
 
@@ -49,8 +69,17 @@ func nextBatch(b string) string {
 func (s *Switch) management(ctx context.Context, t *Txn) []byte {
 	r := s.answer(t, rc.Approved)
 	if t.Kind == pos.SignOff {
-		if err := s.Journal.SignOff(ctx, t.Req.MID, t.Req.TID); err != nil {
+		// unMACed: honoured only from the address the terminal proved its keys from (signon.go)
+		st, err := s.Journal.TerminalState(ctx, t.Req.MID, t.Req.TID)
+		switch {
+		case err != nil:
 			r.RespCode = rc.SystemMalfunction
+		case st.Current() && st.ProvenFrom != "" && !fromProvenAddress(st, t.Peer):
+			s.ignore(t, "sign-off-ignored", fmt.Sprintf("sign-off from %s, not from %s where the terminal proved its keys: ignored", t.Peer.ip(), st.ProvenFrom))
+		default:
+			if err := s.Journal.SignOff(ctx, t.Req.MID, t.Req.TID); err != nil {
+				r.RespCode = rc.SystemMalfunction
+			}
 		}
 	}
 	if t.Kind == pos.BatchUpload {

@@ -30,12 +30,13 @@ type Txn struct {
 	Orig      *journal.Txn // the original of a void, refund or reversal
 	Record    *journal.Txn // the journal row
 	Decision  Decision
-	Code      string        // the response code answered
-	Trace     []Decision    // the decisions made, in order
-	Passed    []string      // the acquirer checks passed, in order
-	IssuerRTT time.Duration // the issuer's round trip, when it went upstream
-	devCheck  string        // the device check value's verdict, once rule 5 checked it
-	start     time.Time     // wall clock at arrival (Now is the switch's business clock)
+	Code      string          // the response code answered
+	Trace     []Decision      // the decisions made, in order
+	Passed    []string        // the acquirer checks passed, in order
+	IssuerRTT time.Duration   // the issuer's round trip, when it went upstream
+	devCheck  string          // the device check value's verdict, once rule 5 checked it
+	start     time.Time       // wall clock at arrival (Now is the switch's business clock)
+	keys      []candidateKeys // the keys rows 3-4 may verify the MAC with (current, pending sign-ons)
 }
 
 // Decision is what a step concluded: the rule, the code and a sentence an operator understands.

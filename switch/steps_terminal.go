@@ -10,6 +10,7 @@ import (
 	"github.com/shoudan/shoudan/spec"
 	"github.com/shoudan/shoudan/spec/keys"
 	"github.com/shoudan/shoudan/spec/pos"
+	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/terminals"
 )
 
@@ -45,6 +46,8 @@ func checkTerminal(_ context.Context, _ *Switch, t *Txn) (string, string) {
 }
 
 // 3: financial messages need a current sign-on and batch (reversals: sign-on only, any batch).
+// The keys a request may be MACed with are the terminal's current ones and those of its pending
+// (unproven) sign-ons whose batch the request names; row 4 finds which, if any, verifies.
 func checkSignedOn(ctx context.Context, s *Switch, t *Txn) (string, string) {
 	if !t.Kind.Financial {
 		return "", ""
@@ -53,31 +56,66 @@ func checkSignedOn(ctx context.Context, s *Switch, t *Txn) (string, string) {
 	if err != nil {
 		return rc.SystemMalfunction, "journal unavailable: " + err.Error()
 	}
-	if st == nil || len(st.KeysEnc) == 0 || (!st.SignedOn && t.Kind != pos.Reversal) {
-		return rc.SignOnAgain, "terminal has no current sign-on"
-	}
 	t.State = st
-	wk, err := s.Security.OpenKeys(st.KeysEnc)
-	if err != nil {
-		return rc.SystemMalfunction, "working keys unreadable"
+	reversal := t.Kind == pos.Reversal
+	var sealed [][]byte
+	var pending []*journal.PendingSignOn
+	if st.Current() && (reversal || (st.SignedOn && t.F60.Batch == st.Batch)) {
+		sealed, pending = append(sealed, st.KeysEnc), append(pending, nil)
 	}
-	t.Keys = wk
-	if t.Kind != pos.Reversal && t.F60.Batch != st.Batch {
+	if st != nil {
+		for i := range st.Pending {
+			if p := &st.Pending[i]; reversal || p.Batch == t.F60.Batch {
+				sealed, pending = append(sealed, p.KeysEnc), append(pending, p)
+			}
+		}
+	}
+	if len(sealed) == 0 {
+		if st == nil || (!st.SignedOn && len(st.Pending) == 0) || (!st.Current() && reversal) {
+			return rc.SignOnAgain, "terminal has no current sign-on"
+		}
+		if len(st.Pending) > 0 {
+			return rc.SignOnAgain, fmt.Sprintf("batch 60.2 %s is neither the terminal's current batch %s nor that of its pending sign-on %s", t.F60.Batch, st.Batch, st.Pending[0].Batch)
+		}
 		return rc.SignOnAgain, fmt.Sprintf("batch 60.2 %s is not the terminal's current batch %s", t.F60.Batch, st.Batch)
 	}
+	t.keys = t.keys[:0]
+	for i, enc := range sealed {
+		wk, err := s.Security.OpenKeys(enc)
+		if err != nil {
+			return rc.SystemMalfunction, "working keys unreadable"
+		}
+		t.keys = append(t.keys, candidateKeys{wk, pending[i]})
+	}
+	t.Keys = t.keys[0].WorkingKeys
 	return "", ""
 }
 
-// 4: the MAC verifies over the bytes as received.
-func checkMAC(_ context.Context, _ *Switch, t *Txn) (string, string) {
+// candidateKeys are working keys a request may be MACed with: the current ones (pending nil) or
+// those of a pending sign-on.
+type candidateKeys struct {
+	keys.WorkingKeys
+	pending *journal.PendingSignOn
+}
+
+// 4: the MAC verifies over the bytes as received, under one of the candidate keys. Keys of a
+// pending sign-on that verify are proven: they become the terminal's current keys.
+func checkMAC(ctx context.Context, s *Switch, t *Txn) (string, string) {
 	if !t.Kind.MAC {
 		return "", ""
 	}
-	ok, err := keys.VerifyMAC(t.Keys.TAK, t.Frame.MAB(), t.Frame.MAC())
-	if err != nil || !ok {
-		return rc.MACFailed, "field 64 does not verify under the terminal's MAC key"
+	mab, mac := t.Frame.MAB(), t.Frame.MAC()
+	for _, c := range t.keys {
+		if ok, err := keys.VerifyMAC(c.TAK, mab, mac); err != nil || !ok {
+			continue
+		}
+		t.Keys = c.WorkingKeys
+		if c.pending != nil {
+			return s.proveSignOn(ctx, t, c.pending)
+		}
+		return "", ""
 	}
-	return "", ""
+	return rc.MACFailed, "field 64 does not verify under the terminal's MAC key"
 }
 
 // 5: device compliance (not asked of reversals).

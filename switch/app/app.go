@@ -213,7 +213,9 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 		return nil, fmt.Errorf("issuer.zone_key: expected 32 or 48 hex digits (a double- or triple-length key)")
 	}
 	a.Switch = &posswitch.Switch{Registry: a.Registry, Journal: a.Journal, Link: a.Link,
-		Security: &posswitch.Software{Vault: a.Journal.Vault, ZoneKey: zk}, Log: log, Now: time.Now}
+		Security: &posswitch.Software{Vault: a.Journal.Vault, ZoneKey: zk}, Log: log, Now: time.Now,
+		SignOnLimit: posswitch.SignOnLimit{Max: c.SignOn.Max, Window: c.SignOn.Window}}
+	a.Journal.SetRejectLimits(journal.RejectLimits{MaxRows: c.Rejects.MaxRows, MaxAge: c.Rejects.MaxAge})
 	a.settleCfg.Store(c.Settlement)
 	a.Switch.SettleDate = func(t time.Time) time.Time { return a.settleCfg.Load().Cutoff.Date(t) }
 	a.Settler = &settlement.Settler{DB: a.Journal.Pool, Config: c.Settlement, Current: a.settleCfg.Load, Registry: a.Registry.Get, Now: time.Now, Log: log}

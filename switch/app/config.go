@@ -60,6 +60,16 @@ type Config struct {
 		ZoneKey string        `yaml:"zone_key"`
 		Sim     sim.Config    `yaml:"sim"`
 	} `yaml:"issuer"`
+	// Unauthenticated frames (docs/security-unauthenticated.md): sign-ons a terminal may make
+	// from addresses other than the one it proved its keys from, and the rejects table's bounds.
+	SignOn struct {
+		Max    int           `yaml:"max_per_window"`
+		Window time.Duration `yaml:"window"`
+	} `yaml:"signon"`
+	Rejects struct {
+		MaxRows int64         `yaml:"max_rows"`
+		MaxAge  time.Duration `yaml:"max_age"`
+	} `yaml:"rejects"`
 
 	// Settlement is the settlement section (cut-off, fees, calendar, cycles), read by package
 	// settlement, which names the line of every error.
@@ -181,6 +191,12 @@ func (c *Config) check() error {
 	}
 	if c.Issuer.Timeout < 100*time.Millisecond || c.Issuer.Timeout > 60*time.Second {
 		return fmt.Errorf("issuer.timeout: expected 100ms..60s, found %s", c.Issuer.Timeout)
+	}
+	if c.SignOn.Max < 0 || c.SignOn.Window < 0 {
+		return fmt.Errorf("signon: expected max_per_window ≥ 0 and window ≥ 0 (0 = the default 6 per 10m), found %d per %s", c.SignOn.Max, c.SignOn.Window)
+	}
+	if c.Rejects.MaxRows < 0 || c.Rejects.MaxAge < 0 {
+		return fmt.Errorf("rejects: expected max_rows ≥ 0 and max_age ≥ 0 (0 = the default 100000 rows, 720h), found %d, %s", c.Rejects.MaxRows, c.Rejects.MaxAge)
 	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		return fmt.Errorf("log.format: expected json or text, found %q", c.Log.Format)

@@ -9,13 +9,41 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// TerminalState is a terminal's dynamic state: sign-on, current batch and working keys (sealed).
+// TerminalState is a terminal's dynamic state: sign-on, current batch and working keys (sealed),
+// and the sign-ons it has not proven yet.
+//
+// A sign-on (0800) carries no MAC: anyone who knows a TID and MID can send one. So a sign-on does
+// not replace the terminal's keys; it adds a pending sign-on (new keys and the next batch). The
+// terminal's first request MACed with the new keys proves it holds them (only the holder of the
+// TMK can decrypt them) and makes them current; until then the current keys and batch keep
+// working. A forged sign-on therefore knocks nobody off.
 type TerminalState struct {
-	Batch    string
-	SignedOn bool
-	KeysEnc  []byte
-	Operator string // F63.1 of the last sign-on
+	Batch      string
+	SignedOn   bool
+	KeysEnc    []byte
+	Operator   string // F63.1 of the sign-on the current keys came from
+	ProvenFrom string // the address of the request that proved the current keys ("" before migration 0011)
+	// Pending are the sign-ons not proven yet, newest first (at most KeepPending).
+	Pending []PendingSignOn
 }
+
+// PendingSignOn is a sign-on whose keys the terminal has not used yet.
+type PendingSignOn struct {
+	ID       int64
+	Batch    string
+	KeysEnc  []byte
+	Operator string
+	Source   string // the address the sign-on came from
+	At       time.Time
+}
+
+// KeepPending is how many unproven sign-ons a terminal keeps: a terminal that signs on again
+// before using its keys (a lost answer) still finds the keys it got, and a run of forged
+// sign-ons pushes out only forged ones once the rate limit stops them.
+const KeepPending = 4
+
+// Current reports whether the terminal has working keys it proved (signed on or not).
+func (s *TerminalState) Current() bool { return s != nil && len(s.KeysEnc) > 0 }
 
 // TerminalState reads a terminal's state; nil when it never signed on. The result is shared:
 // callers must not modify it.
@@ -26,19 +54,39 @@ func (j *Journal) TerminalState(ctx context.Context, mid, tid string) (*Terminal
 		return st, nil
 	}
 	var s TerminalState
-	err := j.Pool.QueryRow(ctx, "SELECT batch, signed_on, keys_enc, operator FROM terminal_state WHERE mid=$1 AND tid=$2", mid, tid).Scan(&s.Batch, &s.SignedOn, &s.KeysEnc, &s.Operator)
+	found := true
+	err := j.Pool.QueryRow(ctx, "SELECT batch, signed_on, keys_enc, operator, proven_from FROM terminal_state WHERE mid=$1 AND tid=$2", mid, tid).
+		Scan(&s.Batch, &s.SignedOn, &s.KeysEnc, &s.Operator, &s.ProvenFrom)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
+		found = false
+	} else if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	rows, err := j.Pool.Query(ctx, "SELECT id, batch, keys_enc, operator, source, at FROM signon_pending WHERE mid=$1 AND tid=$2 ORDER BY id DESC LIMIT $3", mid, tid, KeepPending)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	for rows.Next() {
+		var p PendingSignOn
+		if err := rows.Scan(&p.ID, &p.Batch, &p.KeysEnc, &p.Operator, &p.Source, &p.At); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		s.Pending = append(s.Pending, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if !found && len(s.Pending) == 0 {
+		return nil, nil
 	}
 	j.states.put(key, &s, gen)
 	return &s, nil
 }
 
-// SignOn records a sign-on: new working keys (sealed), the batch the terminal must use and the
-// operator code (F63.1) that signed on.
+// SignOn makes new working keys (sealed), their batch and the operator code (F63.1) current at
+// once, without a pending step (tools and tests; the switch uses PendSignOn).
 func (j *Journal) SignOn(ctx context.Context, mid, tid, batch, operator string, keysEnc []byte) error {
 	defer j.states.evict(stateKey(mid, tid)) // whatever the outcome, the next read goes to the journal
 	return j.Commit(ctx, func(b *pgx.Batch) {
@@ -48,11 +96,49 @@ func (j *Journal) SignOn(ctx context.Context, mid, tid, batch, operator string, 
 	})
 }
 
-// SignOff records a sign-off (the keys stay for the terminal's pending reversals).
+// PendSignOn records a sign-on that is not proven yet: its keys (sealed), batch, operator code
+// and source address. Only the newest KeepPending of a terminal are kept.
+func (j *Journal) PendSignOn(ctx context.Context, mid, tid string, p PendingSignOn) error {
+	defer j.states.evict(stateKey(mid, tid))
+	return j.Commit(ctx, func(b *pgx.Batch) {
+		b.Queue(`INSERT INTO signon_pending (mid, tid, batch, keys_enc, operator, source) VALUES ($1,$2,$3,$4,$5,$6)`,
+			mid, tid, p.Batch, p.KeysEnc, p.Operator, p.Source)
+		b.Queue(`DELETE FROM signon_pending WHERE mid=$1 AND tid=$2 AND id NOT IN
+			(SELECT id FROM signon_pending WHERE mid=$1 AND tid=$2 ORDER BY id DESC LIMIT $3)`, mid, tid, KeepPending)
+		notifyStateOp(b, mid, tid)
+	})
+}
+
+// ProveSignOn makes a pending sign-on current: the terminal MACed a request (from source) with
+// its keys. It and every older pending sign-on are dropped; newer ones stay pending. It reports
+// false when the pending sign-on was already gone (another node proved or replaced it).
+func (j *Journal) ProveSignOn(ctx context.Context, mid, tid string, p PendingSignOn, source string) (bool, error) {
+	defer j.states.evict(stateKey(mid, tid))
+	proved := false
+	err := j.Commit(ctx, func(b *pgx.Batch) {
+		b.Queue(`WITH p AS (DELETE FROM signon_pending WHERE mid=$1 AND tid=$2 AND id <= $3 RETURNING id)
+			INSERT INTO terminal_state (mid, tid, batch, signed_on, keys_enc, signed_on_at, operator, proven_from)
+			SELECT $1, $2, $4, true, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM p WHERE id = $3)
+			ON CONFLICT (mid, tid) DO UPDATE SET batch=$4, signed_on=true, keys_enc=$5, signed_on_at=$6, operator=$7, proven_from=$8
+			RETURNING true`, mid, tid, p.ID, p.Batch, p.KeysEnc, p.At, p.Operator, source).QueryRow(func(row pgx.Row) error {
+			err := row.Scan(&proved)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			return err
+		})
+		notifyStateOp(b, mid, tid)
+	})
+	return proved, err
+}
+
+// SignOff records a sign-off: the current keys no longer serve purchases (they stay for the
+// terminal's pending reversals) and pending sign-ons are dropped.
 func (j *Journal) SignOff(ctx context.Context, mid, tid string) error {
 	defer j.states.evict(stateKey(mid, tid))
 	return j.Commit(ctx, func(b *pgx.Batch) {
 		b.Queue(`UPDATE terminal_state SET signed_on=false WHERE mid=$1 AND tid=$2`, mid, tid)
+		b.Queue(`DELETE FROM signon_pending WHERE mid=$1 AND tid=$2`, mid, tid)
 		notifyStateOp(b, mid, tid)
 	})
 }

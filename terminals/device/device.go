@@ -32,6 +32,9 @@ type Config struct {
 	// LocalAddr is the IP address to dial from ("" = the system's choice); tests use another
 	// loopback address to tell an attacker from the genuine terminal.
 	LocalAddr string
+	// BeforeSend, when set, sees each request frame (without LEN) before it is written (tests
+	// send mutated copies of it first).
+	BeforeSend func(frame []byte)
 }
 
 func (c Config) operator() string {
@@ -212,6 +215,9 @@ func (t *Terminal) Exchange(k *pos.Kind, req any) (*Result, error) {
 func (t *Terminal) RoundTrip(frame []byte) (*Result, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.BeforeSend != nil {
+		t.BeforeSend(frame)
+	}
 	start := time.Now()
 	_ = t.conn.SetDeadline(start.Add(t.Timeout))
 	if _, err := t.conn.Write(pos.WithLen(frame)); err != nil {
