@@ -304,3 +304,25 @@ func TestRetransmissionsAnsweredFromTheJournal(t *testing.T) {
 	require.Equal(t, rc.Approved, code(t, again, err), "the refund's retransmission gets the stored approval, not 13")
 	assert.Equal(t, rf.Resp.RRN, again.Resp.RRN)
 }
+
+// TestBoundTerminal: a terminal bound to source address ranges (config bind) is served from them
+// and answered 97 from anywhere else, its sign-ons included; the refusals are rejects.
+func TestBoundTerminal(t *testing.T) {
+	s := switchtest.Start(t, switchtest.Options{Edit: func(y string) string {
+		return y + "bind:\n  - {mid: \"898310058120001\", tid: \"10000001\", from: [\"127.0.0.1/32\", \"192.0.2.0/24\"]}\n"
+	}})
+	d := s.SignedOn("10000001")
+	r, err := d.Purchase(good, 100)
+	require.Equal(t, rc.Approved, code(t, r, err), "served from its range")
+	evil := impostor(t, s, d)
+	r, _ = next(evil, d).SignOn()
+	require.Equal(t, rc.UnknownTerminal, r.Code(), "a sign-on from outside the range")
+	r, err = next(evil, d).Echo()
+	require.Equal(t, rc.UnknownTerminal, code(t, r, err))
+	other := impostor(t, s, s.SignedOn("10000007")) // not bound: served from anywhere
+	r, err = other.Echo()
+	require.Equal(t, rc.Approved, code(t, r, err))
+	rs := rejectsOf(t, s, "10000001", 2)
+	assert.Equal(t, "terminal", rs[0].Rule)
+	assert.Contains(t, rs[0].Reason, "bound to")
+}

@@ -32,7 +32,10 @@ type Switch struct {
 	// SignOnLimit bounds sign-ons from addresses a terminal has not proven its keys from (zero:
 	// DefaultSignOnLimit).
 	SignOnLimit SignOnLimit
-	signOns     signOnLog
+	// Bind, when set, may refuse a registered terminal's frame by where it came from (source
+	// address ranges, a TLS client certificate): a refusal is answered 97 at row 2.
+	Bind    func(term *terminals.Terminal, p Peer) error
+	signOns signOnLog
 	// SettleDate is the settlement date of a transaction at t (the settlement cut-off: F15 and
 	// txn.settle_date); nil = t's local date.
 	SettleDate func(t time.Time) time.Time

@@ -9,8 +9,8 @@ import (
 	"github.com/shoudan/shoudan/spec/keys"
 	"github.com/shoudan/shoudan/spec/pos"
 	"github.com/shoudan/shoudan/switch/journal"
-	"github.com/shoudan/shoudan/switch/settlement"
 	"github.com/shoudan/shoudan/switch/metrics"
+	"github.com/shoudan/shoudan/switch/settlement"
 )
 
 // signOn issues fresh working keys under the TMK and the next batch. They are pending until the

@@ -3,12 +3,14 @@ package posswitch
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
 	rc "github.com/shoudan/shoudan/responsecodes"
 	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/switch/metrics"
+	"github.com/shoudan/shoudan/terminals"
 )
 
 // Sign-on (0800) and sign-off (0820) carry no MAC (protocol.md §6): anyone who can reach the port
@@ -138,4 +140,28 @@ func (s *Switch) ignore(t *Txn, rule, reason string) {
 	t.Decision = Decision{Rule: rule, Code: rc.Approved, Reason: reason}
 	s.reject(t)
 	t.Decision = d
+}
+
+// Binding is the source address ranges registered terminals are bound to (config "bind"); a
+// terminal not listed is not bound.
+type Binding map[string][]netip.Prefix // MID|TID → ranges
+
+// Add binds terminal tid of merchant mid to ranges.
+func (b Binding) Add(mid, tid string, ranges ...netip.Prefix) {
+	b[mid+"|"+tid] = append(b[mid+"|"+tid], ranges...)
+}
+
+// Check is a Switch.Bind: a bound terminal's frames are accepted only from its ranges.
+func (b Binding) Check(term *terminals.Terminal, p Peer) error {
+	ranges, ok := b[term.MID+"|"+term.TID]
+	if !ok {
+		return nil
+	}
+	a := p.Addr.Addr().Unmap()
+	for _, r := range ranges {
+		if r.Contains(a) {
+			return nil
+		}
+	}
+	return fmt.Errorf("frames from %s are refused: the terminal is bound to %v", p.ip(), ranges)
 }

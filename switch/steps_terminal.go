@@ -11,6 +11,7 @@ import (
 	"github.com/shoudan/shoudan/spec/keys"
 	"github.com/shoudan/shoudan/spec/pos"
 	"github.com/shoudan/shoudan/switch/journal"
+	"github.com/shoudan/shoudan/switch/metrics"
 	"github.com/shoudan/shoudan/terminals"
 )
 
@@ -29,8 +30,9 @@ func checkFrame(_ context.Context, _ *Switch, t *Txn) (string, string) {
 	return "", ""
 }
 
-// 2: TID + MID registered in this listener's environment.
-func checkTerminal(_ context.Context, _ *Switch, t *Txn) (string, string) {
+// 2: TID + MID registered in this listener's environment (and, when bound, from its addresses
+// or certificate: Switch.Bind).
+func checkTerminal(_ context.Context, s *Switch, t *Txn) (string, string) {
 	term := t.Reg.Terminal(t.Req.TID, t.Req.MID)
 	if term == nil {
 		return rc.UnknownTerminal, fmt.Sprintf("terminal %s of merchant %s is not registered", t.Req.TID, t.Req.MID)
@@ -40,6 +42,12 @@ func checkTerminal(_ context.Context, _ *Switch, t *Txn) (string, string) {
 	}
 	if term.Env != t.Env {
 		return rc.UnknownTerminal, fmt.Sprintf("terminal %s is registered in %s but arrived on the %s listener", t.Req.TID, term.Env, t.Env)
+	}
+	if s != nil && s.Bind != nil { // nil: what-if replays row 2 without a connection
+		if err := s.Bind(term, t.Peer); err != nil {
+			metrics.Unauthenticated.WithLabelValues("bound_address").Inc()
+			return rc.UnknownTerminal, fmt.Sprintf("terminal %s: %v", t.Req.TID, err)
+		}
 	}
 	t.Terminal, t.Merchant = term, t.Reg.Merchant(term.MID)
 	return "", ""

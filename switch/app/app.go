@@ -219,6 +219,13 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 	a.settleCfg.Store(c.Settlement)
 	a.Switch.SettleDate = func(t time.Time) time.Time { return a.settleCfg.Load().Cutoff.Date(t) }
 	a.Settler = &settlement.Settler{DB: a.Journal.Pool, Config: c.Settlement, Current: a.settleCfg.Load, Registry: a.Registry.Get, Now: time.Now, Log: log}
+	if len(c.Bind) > 0 {
+		b := posswitch.Binding{}
+		for _, x := range c.Bind {
+			b.Add(x.MID, x.TID, x.Ranges...)
+		}
+		a.Switch.Bind = b.Check
+	}
 	if n, err := a.Switch.Recover(ctx); err != nil {
 		return nil, fmt.Errorf("recovery: %w", err)
 	} else if n > 0 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	_ "embed"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -70,6 +71,13 @@ type Config struct {
 		MaxRows int64         `yaml:"max_rows"`
 		MaxAge  time.Duration `yaml:"max_age"`
 	} `yaml:"rejects"`
+	// Bind binds terminals to source address ranges: their frames from elsewhere are answered 97.
+	Bind []struct {
+		MID    string         `yaml:"mid"`
+		TID    string         `yaml:"tid"`
+		From   []string       `yaml:"from"` // CIDR ranges or single addresses
+		Ranges []netip.Prefix `yaml:"-"`
+	} `yaml:"bind"`
 
 	// Settlement is the settlement section (cut-off, fees, calendar, cycles), read by package
 	// settlement, which names the line of every error.
@@ -197,6 +205,24 @@ func (c *Config) check() error {
 	}
 	if c.Rejects.MaxRows < 0 || c.Rejects.MaxAge < 0 {
 		return fmt.Errorf("rejects: expected max_rows ≥ 0 and max_age ≥ 0 (0 = the default 100000 rows, 720h), found %d, %s", c.Rejects.MaxRows, c.Rejects.MaxAge)
+	}
+	for i := range c.Bind {
+		b := &c.Bind[i]
+		if b.MID == "" || b.TID == "" || len(b.From) == 0 {
+			return fmt.Errorf("bind[%d]: expected mid, tid and at least one address range in from, found mid %q tid %q from %v", i, b.MID, b.TID, b.From)
+		}
+		b.Ranges = b.Ranges[:0]
+		for _, f := range b.From {
+			p, err := netip.ParsePrefix(f)
+			if err != nil {
+				a, aerr := netip.ParseAddr(f)
+				if aerr != nil {
+					return fmt.Errorf("bind[%d].from: expected an address range (10.1.2.0/24) or an address, found %q", i, f)
+				}
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+			b.Ranges = append(b.Ranges, p.Masked())
+		}
 	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		return fmt.Errorf("log.format: expected json or text, found %q", c.Log.Format)
