@@ -22,7 +22,7 @@ type TerminalState struct {
 	SignedOn   bool
 	KeysEnc    []byte
 	Operator   string // F63.1 of the sign-on the current keys came from
-	ProvenFrom string // the address of the request that proved the current keys ("" before migration 0011)
+	ProvenFrom string // the address of the request that proved the current keys ("" before migration 0012)
 	// Pending are the sign-ons not proven yet, newest first (at most KeepPending).
 	Pending []PendingSignOn
 }
