@@ -24,6 +24,7 @@ func main() {
 	var cfgPath string
 	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", "", "config file (default: <data_dir>/shoudan.yaml, i.e. ./data/shoudan.yaml, which `serve` writes from the built-in demo config on its first run)")
 	root.AddCommand(decodeCmd(), serveCmd(&cfgPath), issuerCmd(), migrateCmd(&cfgPath), configCmd(), posCmd(&cfgPath), explainCmd(&cfgPath), txnCmd(&cfgPath), terminalsCmd(&cfgPath), replayCmd(&cfgPath), benchCmd(), rejectsCmd(&cfgPath), whatifCmd(), settleCmd(&cfgPath), statementsCmd(&cfgPath))
+	root.AddCommand(usersCmd(&cfgPath))
 	if cmd, err := root.ExecuteC(); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", cmd.CommandPath(), err)
 		os.Exit(1)
@@ -80,6 +81,10 @@ func serveCmd(cfgPath *string) *cobra.Command {
 			if a.Admin != "" {
 				fmt.Fprintf(out, "admin http://%s/metrics /healthz /readyz\n", a.Admin)
 			}
+			if a.Console != nil {
+				fmt.Fprintf(out, "console http://%s/ (the back office)\n", a.Console.Addr())
+			}
+			printDemoUsers(out, a.DemoUsers)
 			if err := a.Watch(); err != nil {
 				log.Warn("config not watched", "err", err)
 			}

@@ -24,11 +24,14 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/jackc/pgx/v5"
 	"github.com/shoudan/shoudan/issuerlink"
 	"github.com/shoudan/shoudan/issuerlink/sim"
 	"github.com/shoudan/shoudan/spec"
 	"github.com/shoudan/shoudan/spec/upstream"
 	posswitch "github.com/shoudan/shoudan/switch"
+	"github.com/shoudan/shoudan/switch/backoffice"
+	"github.com/shoudan/shoudan/switch/console"
 	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/switch/journal/pginstance"
 	"github.com/shoudan/shoudan/switch/metrics"
@@ -57,6 +60,11 @@ type App struct {
 	// Settler closes settlement days (automatically after each cut-off when
 	// settlement.auto_close), keeps balances and writes statements.
 	Settler *settlement.Settler
+	// Console is the back office on the web (nil when console.addr is off); Users its users.
+	Console *console.Console
+	Users   *backoffice.Store
+	// DemoUsers were created at this start (the first, with console.demo_users): print them once.
+	DemoUsers []backoffice.NewUser
 
 	pg       *pginstance.Instance
 	cancel   context.CancelFunc
@@ -173,6 +181,11 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 	}
 	a.RegistryDB = registrydb.New(a.Journal.Pool, a.Journal.Vault)
 	a.RegistryDB.Local = a.Registry
+	// every registry change (console, CLI, config file import) is in the audit log, written in
+	// the change's own transaction
+	a.RegistryDB.Audit = func(ctx context.Context, tx pgx.Tx, ch *registrydb.Change) error {
+		return backoffice.AuditIn(ctx, tx, ch.Who, backoffice.ActConfigChange, strings.Join(ch.Lines(), "; "))
+	}
 	if err := a.importConfig(ctx, reg); err != nil {
 		log.Error("config: registry sections not imported: the registry database keeps serving", "file", c.Path, "err", err.Error())
 	}
@@ -275,7 +288,38 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 		a.settleDone = make(chan struct{})
 		go func() { defer close(a.settleDone); a.Settler.Schedule(rctx, a.afterClose) }()
 	}
+	if err := a.startConsole(ctx); err != nil {
+		return nil, err
+	}
 	return a, nil
+}
+
+// startConsole serves the back office on console.addr, creating the demo users at the first
+// start when console.demo_users asks for them.
+func (a *App) startConsole(ctx context.Context) error {
+	c := a.Config.Console
+	a.Users = backoffice.NewStore(a.Journal.Pool)
+	a.Users.SessionIdle, a.Users.SessionMax = c.SessionIdle, c.SessionMax
+	if c.Addr == "off" {
+		return nil
+	}
+	if c.DemoUsers {
+		us, err := a.Users.DemoUsers(ctx)
+		if err != nil {
+			return fmt.Errorf("console demo users: %w", err)
+		}
+		a.DemoUsers = us
+	}
+	con, err := console.New(a.Journal, a.Users, a.Registry, a.Log)
+	if err != nil {
+		return err
+	}
+	con.Edit = a.RegistryDB
+	if err := con.Start(c.Addr); err != nil {
+		return fmt.Errorf("%w (set console.addr to a free address, or off)", err)
+	}
+	a.Console = con
+	return nil
 }
 
 // gauges registers the scrape-time gauges: issuer link state and the reversal queue.
@@ -537,6 +581,9 @@ func (a *App) Close(ctx context.Context) {
 	}
 	if a.admin != nil {
 		_ = a.admin.Close()
+	}
+	if a.Console != nil {
+		a.Console.Close()
 	}
 	if a.Link != nil {
 		_ = a.Link.Close()

@@ -45,6 +45,12 @@ type Config struct {
 	Admin   struct {
 		Addr string `yaml:"addr"`
 	} `yaml:"admin"`
+	Console struct {
+		Addr        string        `yaml:"addr"` // default 127.0.0.1:8080; "off": no console
+		DemoUsers   bool          `yaml:"demo_users"`
+		SessionIdle time.Duration `yaml:"session_idle"`
+		SessionMax  time.Duration `yaml:"session_max"`
+	} `yaml:"console"`
 	Log struct {
 		Format string `yaml:"format"` // json or text
 		Level  string `yaml:"level"`
@@ -89,7 +95,7 @@ type Config struct {
 
 // envKeys can be overridden by SHOUDAN_<KEY with . as _>, e.g. SHOUDAN_DATABASE_URL,
 // SHOUDAN_RULES_QPS_LIMIT.
-var envKeys = []string{"database.url", "data_dir", "admin.addr", "log.format", "log.level", "issuer.addrs", "issuer.timeout",
+var envKeys = []string{"database.url", "data_dir", "admin.addr", "console.addr", "log.format", "log.level", "issuer.addrs", "issuer.timeout",
 	"issuer.zone_key", "limits.max_conns", "limits.idle_timeout"}
 
 // ruleEnvKeys are rules overridable from the environment; they are written into the YAML tree
@@ -183,6 +189,18 @@ func (c *Config) check() error {
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
+	}
+	if c.Console.Addr == "" {
+		c.Console.Addr = "127.0.0.1:8080"
+	}
+	if c.Console.SessionIdle == 0 {
+		c.Console.SessionIdle = 30 * time.Minute
+	}
+	if c.Console.SessionMax == 0 {
+		c.Console.SessionMax = 12 * time.Hour
+	}
+	if c.Console.SessionIdle < time.Second || c.Console.SessionMax < c.Console.SessionIdle {
+		return fmt.Errorf("console: expected 1s <= session_idle <= session_max, found %s and %s", c.Console.SessionIdle, c.Console.SessionMax)
 	}
 	if len(c.Listeners) == 0 {
 		return fmt.Errorf("listeners: expected at least one listener")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgconn"
 	"time"
 )
 
@@ -118,4 +119,36 @@ func RandomPassword() string {
 		}
 	}
 	return string(out)
+}
+
+type actorKey struct{}
+
+type actor struct {
+	user *User
+	ip   string
+}
+
+// WithActor marks ctx as a request of u from ip, for audit entries written deeper down (the
+// registry's audit hook runs inside the change's transaction).
+func WithActor(ctx context.Context, u *User, ip string) context.Context {
+	return context.WithValue(ctx, actorKey{}, actor{u, ip})
+}
+
+// Execer is a transaction (or pool) an audit entry is written through.
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// AuditIn writes an entry through tx, so that it commits or rolls back with the change it
+// records. The actor comes from ctx (WithActor); without one, who is recorded as given (the
+// command line, a config file import).
+func AuditIn(ctx context.Context, tx Execer, who, action, detail string) error {
+	var uid any
+	mid, ip := "", ""
+	if a, ok := ctx.Value(actorKey{}).(actor); ok && a.user != nil {
+		uid, who, mid, ip = a.user.ID, a.user.Login, a.user.MID, a.ip
+	}
+	_, err := tx.Exec(ctx, "INSERT INTO audit_log (login, user_id, mid, action, detail, ip, ok) VALUES ($1,$2,$3,$4,$5,$6,true)",
+		who, uid, mid, action, detail, ip)
+	return err
 }

@@ -506,3 +506,18 @@ func (s *Store) PurgeSessions(ctx context.Context) error {
 	_, err := s.Pool.Exec(ctx, "DELETE FROM console_session WHERE expires_at <= $1 OR seen_at < $2", now, now.Add(-s.SessionIdle))
 	return err
 }
+
+// Allows reports whether a transaction of merchant mid, terminal tid, taken under operator code
+// op, lies in the scope.
+func (s Scope) Allows(mid, tid, op string) bool {
+	if s.All {
+		return true
+	}
+	if mid != s.MID {
+		return false
+	}
+	if len(s.TIDs) > 0 && !slices.Contains(s.TIDs, tid) {
+		return false
+	}
+	return s.Operator == "" || s.Operator == op
+}

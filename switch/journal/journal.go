@@ -47,9 +47,14 @@ type Journal struct {
 }
 
 type op struct {
-	queue func(*pgx.Batch)
-	done  chan error
+	queue  func(*pgx.Batch)
+	done   chan error
+	notify bool // a txn row is written: NOTIFY TxnChannel with the group
 }
+
+// TxnChannel is notified (LISTEN/NOTIFY) once per group commit that wrote transactions: the
+// console's live monitor listens on it.
+const TxnChannel = "txn_journaled"
 
 // Open connects, applies migrations and starts the committers.
 func Open(ctx context.Context, url string, vault *Vault) (*Journal, error) {
@@ -166,7 +171,15 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 // Commit queues statements for the next group commit and waits until they are durable. The
 // statements of one call are atomic together with everything else in the same group.
 func (j *Journal) Commit(ctx context.Context, queue func(*pgx.Batch)) error {
-	o := op{queue: queue, done: make(chan error, 1)}
+	return j.commit(ctx, op{queue: queue, done: make(chan error, 1)})
+}
+
+// commitTxn is Commit for statements that write txn rows: the group also notifies TxnChannel.
+func (j *Journal) commitTxn(ctx context.Context, queue func(*pgx.Batch)) error {
+	return j.commit(ctx, op{queue: queue, done: make(chan error, 1), notify: true})
+}
+
+func (j *Journal) commit(ctx context.Context, o op) error {
 	select {
 	case j.ops <- o:
 	case <-ctx.Done():
@@ -216,8 +229,13 @@ func (j *Journal) commitLoop() {
 func (j *Journal) flush(group []op) {
 	start := time.Now()
 	b := &pgx.Batch{}
+	notify := false
 	for _, o := range group {
 		o.queue(b)
+		notify = notify || o.notify
+	}
+	if notify { // one notification per commit, however many rows: listeners re-read what they show
+		b.Queue("SELECT pg_notify('" + TxnChannel + "', '')")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	err := j.Pool.SendBatch(ctx, b).Close()

@@ -113,7 +113,7 @@ func (j *Journal) Insert(ctx context.Context, t *Txn, more ...func(*pgx.Batch)) 
 	if t.State == Pending {
 		j.floor.startInsert(t)
 	}
-	err := j.Commit(ctx, func(b *pgx.Batch) {
+	err := j.commitTxn(ctx, func(b *pgx.Batch) {
 		queueInsert(b, t, &inserted)
 		for _, m := range more {
 			m(b)
@@ -204,7 +204,7 @@ type Outcome struct {
 // Finish records a transaction's outcome, together with the extra statements (original marked
 // voided or reversed, refunded amount, an armed reversal) in the same commit.
 func (j *Journal) Finish(ctx context.Context, id int64, o Outcome, more ...func(*pgx.Batch)) error {
-	err := j.Commit(ctx, func(b *pgx.Batch) {
+	err := j.commitTxn(ctx, func(b *pgx.Batch) {
 		FinishOp(id, o)(b)
 		for _, m := range more {
 			m(b)

@@ -34,12 +34,18 @@ type Filter struct {
 	MID  string
 	MIDs []string
 	TID  string
+	// TIDs is any of several terminals (a merchant operator's assigned terminals); with TID
+	// both must match.
+	TIDs []string
 	// Operator is the F63.1 operator code (a merchant operator sees only their own).
 	Operator string
 	// Last4 matches the card's last four digits; PAN the full card number, through the
 	// journal's keyed hash (the PAN itself is never stored or compared in clear).
 	Last4 string
 	PAN   string
+	// PANHash is the keyed hash of a full card number (Vault.PANHash), for front ends that must
+	// not carry the number itself (the console's bookmarkable URLs carry the hash).
+	PANHash []byte
 	// MinAmount and MaxAmount bound the amount in fen, inclusive; 0 = open.
 	MinAmount, MaxAmount int64
 	// Code is the response code answered (e.g. "00", "55").
@@ -128,6 +134,9 @@ func where(f Filter, v *journal.Vault) (string, []any, error) {
 	if f.TID != "" {
 		add("tid = $?", f.TID)
 	}
+	if len(f.TIDs) > 0 {
+		add("tid = ANY($?)", f.TIDs)
+	}
 	if f.Last4 != "" {
 		if !digits4.MatchString(f.Last4) {
 			return "", nil, fmt.Errorf("card last 4: expected 4 digits, found %q", f.Last4)
@@ -139,6 +148,9 @@ func where(f Filter, v *journal.Vault) (string, []any, error) {
 			return "", nil, errors.New("card number: no journal key to hash it with")
 		}
 		add("pan_hash = $?", v.PANHash(f.PAN))
+	}
+	if len(f.PANHash) > 0 {
+		add("pan_hash = $?", f.PANHash)
 	}
 	if f.MinAmount < 0 || f.MaxAmount < 0 {
 		return "", nil, fmt.Errorf("amount range: expected amounts of 0 or more, found %d..%d fen", f.MinAmount, f.MaxAmount)

@@ -48,8 +48,12 @@ func TempDir(t testing.TB) string {
 }
 
 // Main runs a package's tests and stops the shared PostgreSQL afterwards: call it from TestMain.
-func Main(m *testing.M) {
+// after runs first (e.g. to stop a shared browser).
+func Main(m *testing.M, after ...func()) {
 	code := m.Run()
+	for _, f := range after {
+		f()
+	}
 	if binary.dir != "" {
 		os.RemoveAll(binary.dir)
 	}
@@ -132,6 +136,7 @@ func Config(t testing.TB, o Options) string {
 		{"addr: 127.0.0.1:5001", "addr: 127.0.0.1:0"},
 		{"control: 127.0.0.1:5080", "control: 127.0.0.1:0"},
 		{"addr: 127.0.0.1:9100", "addr: 127.0.0.1:0"},
+		{"addr: 127.0.0.1:8080", "addr: 127.0.0.1:0"},
 	} {
 		y = strings.Replace(y, r[0], r[1], 1)
 	}
