@@ -528,6 +528,7 @@ func restartKeys(old, c *Config) []string {
 	}
 	show("listeners", old.Listeners, c.Listeners, true)
 	show("admin.addr", old.Admin.Addr, c.Admin.Addr, true)
+	show("console", old.Console, c.Console, true)
 	show("log", old.Log, c.Log, true)
 	show("database.url", old.Database.URL, c.Database.URL, false)
 	show("data_dir", old.DataDir, c.DataDir, true)
