@@ -42,18 +42,26 @@ func actorCtx(r *http.Request, p *page) context.Context {
 	return backoffice.WithActor(r.Context(), p.User, clientIP(r))
 }
 
+// mayEdit answers 403 to a role without the right, 501 where the registry is read-only.
+func (c *Console) mayEdit(w http.ResponseWriter, p *page, action string) bool {
+	if !p.Can(action) {
+		c.forbidden(w, p)
+		return false
+	}
+	if c.Edit == nil {
+		c.fail(w, p, http.StatusNotImplemented, p.T("read_only"))
+		return false
+	}
+	return true
+}
+
 func checked(r *http.Request, name string) *bool {
 	v := r.PostForm.Get(name) == "on"
 	return &v
 }
 
 func (c *Console) terminalRegister(w http.ResponseWriter, r *http.Request, p *page) {
-	if !p.Can("terminals.edit") {
-		c.forbidden(w, p)
-		return
-	}
-	if c.Edit == nil {
-		c.fail(w, p, http.StatusNotImplemented, p.T("read_only"))
+	if !c.mayEdit(w, p, "terminals.edit") {
 		return
 	}
 	f := r.PostForm
@@ -74,12 +82,7 @@ func (c *Console) terminalChange(w http.ResponseWriter, r *http.Request, p *page
 		c.notFound(w, p)
 		return
 	}
-	if !p.Can("terminals.edit") {
-		c.forbidden(w, p)
-		return
-	}
-	if c.Edit == nil {
-		c.fail(w, p, http.StatusNotImplemented, p.T("read_only"))
+	if !c.mayEdit(w, p, "terminals.edit") {
 		return
 	}
 	ctx := actorCtx(r, p)
@@ -103,12 +106,7 @@ func (c *Console) terminalChange(w http.ResponseWriter, r *http.Request, p *page
 
 // merchantSave creates (POST /merchants) or updates (POST /merchants/{mid}) a merchant.
 func (c *Console) merchantSave(w http.ResponseWriter, r *http.Request, p *page) {
-	if !p.Can("merchants.edit") {
-		c.forbidden(w, p)
-		return
-	}
-	if c.Edit == nil {
-		c.fail(w, p, http.StatusNotImplemented, p.T("read_only"))
+	if !c.mayEdit(w, p, "merchants.edit") {
 		return
 	}
 	f := r.PostForm
