@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,6 +40,10 @@ type Switch struct {
 	// SettleDate is the settlement date of a transaction at t (the settlement cut-off: F15 and
 	// txn.settle_date); nil = t's local date.
 	SettleDate func(t time.Time) time.Time
+	// TestClockOffset (nanoseconds) moves the business clock of test-environment transactions
+	// only, so that QA can make a refund's original "on an earlier day" (admin /test-clock,
+	// `shoudan pos --days-ago`). Production transactions never see it.
+	TestClockOffset atomic.Int64
 }
 
 // settleDate is the settlement date of a transaction at now, as a date in now's location.
@@ -50,6 +55,15 @@ func (s *Switch) settleDate(now time.Time) time.Time {
 	return time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, now.Location())
 }
 
+// now is the business clock for a transaction on env's listener.
+func (s *Switch) now(env terminals.Environment) time.Time {
+	t := s.Now()
+	if env == terminals.Test {
+		t = t.Add(time.Duration(s.TestClockOffset.Load()))
+	}
+	return t
+}
+
 // Handle takes one decoded request and returns the response frame (without LEN), or nil when
 // nothing can be answered, and the transaction kind it was handled as ("unknown" when none).
 func (s *Switch) Handle(ctx context.Context, env terminals.Environment, f *pos.Frame) ([]byte, string) {
@@ -58,7 +72,7 @@ func (s *Switch) Handle(ctx context.Context, env terminals.Environment, f *pos.F
 
 // HandleFrom is Handle for a frame that came from peer (recorded with rejects and sign-ons).
 func (s *Switch) HandleFrom(ctx context.Context, peer Peer, env terminals.Environment, f *pos.Frame) ([]byte, string) {
-	t := &Txn{Env: env, Peer: peer, Now: s.Now(), Frame: f, Reg: s.Registry.Get(), start: time.Now()}
+	t := &Txn{Env: env, Peer: peer, Now: s.now(env), Frame: f, Reg: s.Registry.Get(), start: time.Now()}
 	resp := s.route(ctx, t)
 	return resp, s.observe(t)
 }
@@ -67,7 +81,7 @@ func (s *Switch) HandleFrom(ctx context.Context, peer Peer, env terminals.Enviro
 // first decline, or a decision with an empty Code when every check passes. Nothing is journaled
 // or sent upstream; the duplicate check (row 13), which is the journal's unique key, is not run.
 func (s *Switch) Decide(ctx context.Context, env terminals.Environment, f *pos.Frame) Decision {
-	t := &Txn{Env: env, Now: s.Now(), Frame: f, Reg: s.Registry.Get(), start: time.Now()}
+	t := &Txn{Env: env, Now: s.now(env), Frame: f, Reg: s.Registry.Get(), start: time.Now()}
 	s.decide(ctx, t)
 	return t.Decision
 }

@@ -69,7 +69,7 @@ func TestRegistryChangeDecidesOnEveryNode(t *testing.T) {
 	_, err = b.RegistryDB.SetRules(ctx, "ops@b", terminals.RulesSpec{QPSLimit: "lots"})
 	var ce *terminals.ConfigError
 	require.ErrorAs(t, err, &ce)
-	assert.Equal(t, `rules: qps_limit: expected an amount in CNY with up to 2 decimals, found "lots"`, err.Error())
+	assert.Equal(t, `rules: qps_limit: expected yuan with at most 2 decimals, like 12.34, found "lots": 'l' is not a digit`, err.Error())
 	time.Sleep(100 * time.Millisecond)
 	assert.Equal(t, before, a.Registry.Get().Version)
 	assert.Equal(t, before, b.Registry.Get().Version)

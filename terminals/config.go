@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/shoudan/shoudan/spec/money"
 	"gopkg.in/yaml.v3"
 )
 
@@ -162,23 +163,11 @@ func printableASCII(s string) bool {
 	return true
 }
 
-// ParseAmount reads a CNY amount "1000.00" (or "1000") into fen.
-func ParseAmount(s string) (int64, error) {
-	yuan, fen, hasFen := strings.Cut(strings.TrimSpace(s), ".")
-	if hasFen && (len(fen) == 0 || len(fen) > 2) {
-		return 0, fmt.Errorf("expected an amount in CNY with up to 2 decimals, found %q", s)
-	}
-	fen = (fen + "00")[:2]
-	y, err1 := strconv.ParseUint(yuan, 10, 40)
-	f, err2 := strconv.ParseUint(fen, 10, 8)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("expected an amount in CNY with up to 2 decimals, found %q", s)
-	}
-	return int64(y*100 + f), nil
-}
+// ParseAmount reads a CNY amount "1000.00" (or "1000") into fen, exactly (spec/money).
+func ParseAmount(s string) (int64, error) { return money.Parse(s) }
 
 // FormatAmount writes fen as CNY.
-func FormatAmount(fen int64) string { return fmt.Sprintf("%d.%02d", fen/100, fen%100) }
+func FormatAmount(fen int64) string { return money.Format(fen) }
 
 // LoadTID is the TID of generated load terminal i (0-based): 9 and i+1 in 7 digits.
 func LoadTID(i int) string {

@@ -27,6 +27,10 @@ func main() {
 	root.AddCommand(usersCmd(&cfgPath))
 	if cmd, err := root.ExecuteC(); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", cmd.CommandPath(), err)
+		var d errDeclined
+		if errors.As(err, &d) {
+			os.Exit(2) // ran, and was declined
+		}
 		os.Exit(1)
 	}
 }

@@ -281,14 +281,14 @@ func columnLegend() string {
 }
 
 func txnRow(t *journal.Txn) []string {
-	return []string{t.CreatedAt.Local().Format("2006-01-02 15:04:05"), t.Kind, t.MID, t.TID, t.Batch, t.STAN, t.RRN, t.PANMasked, money.Format(t.Amount),
+	return []string{t.CreatedAt.Local().Format("2006-01-02 15:04:05"), t.LocalDay.Format("0102"), t.Kind, t.MID, t.TID, t.Batch, t.STAN, t.RRN, t.PANMasked, money.Format(t.Amount),
 		t.RespCode, string(t.State), t.Rule, t.CardOrg}
 }
 
-var txnHeader = []string{"time", "kind", "mid", "tid", "batch", "stan", "rrn", "pan", "amount", "code", "state", "rule", "org"}
+var txnHeader = []string{"time", "day", "kind", "mid", "tid", "batch", "stan", "rrn", "pan", "amount", "code", "state", "rule", "org"}
 
 func writeTxns(w io.Writer, ts []*journal.Txn) error {
-	tb := &table{right: map[int]bool{8: true}}
+	tb := &table{right: map[int]bool{9: true}}
 	tb.row(txnHeader...)
 	for _, t := range ts {
 		tb.row(txnRow(t)...)

@@ -207,3 +207,134 @@ func TestServeBadDatabaseURL(t *testing.T) {
 		assert.NotContains(t, line, "s3cret", "the password is never shown")
 	}
 }
+
+// TestFirstHour runs what a new user does after `serve`: purchases and declines through `pos`
+// (exit status, yuan, the switch's reason), a void, a refund of an original made "days ago" on
+// the test environment, settlement with the terminal's own totals and a new batch; the state
+// file keeps no PAN or key in clear; the read-only tools work while the config file is invalid,
+// and run elsewhere they say where they looked and create nothing.
+func TestFirstHour(t *testing.T) {
+	s := newServe(t, nil)
+	srv := exec.Command(switchtest.Binary(t), "serve", "-c", s.cfg)
+	srv.Env = append(os.Environ(), "SHOUDAN_DATA_DIR=")
+	out, err := srv.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, srv.Start())
+	t.Cleanup(func() {
+		if srv.ProcessState == nil {
+			_ = srv.Process.Kill()
+			_ = srv.Wait()
+		}
+	})
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "admin http://") {
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(60 * time.Second):
+		t.Fatal("serve did not come up")
+	}
+	run := func(args ...string) (string, int) {
+		t.Helper()
+		cmd := exec.Command(switchtest.Binary(t), append([]string{"-c", s.cfg}, args...)...)
+		cmd.Dir = s.dir
+		b, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else {
+			require.NoError(t, err)
+		}
+		return string(b), code
+	}
+	o, code := run("pos", "purchase", "--amount", "12.34")
+	require.Equal(t, 0, code, o)
+	assert.Contains(t, o, "amount 12.34 yuan")
+	assert.Contains(t, o, "000000001234 (12.34 yuan)", "F4 as on the wire and in yuan")
+	assert.Regexp(t, `switch: issuer answered Approved \(rule issuer\), RRN \d{12}`, o)
+	for _, bad := range []string{"12.345", "1e2", "0", "-5"} {
+		o, code = run("pos", "purchase", "--amount", bad)
+		assert.Equal(t, 1, code, o)
+		assert.Contains(t, o, "--amount: expected", bad)
+	}
+	o, code = run("pos", "foo")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, o, `unknown transaction type "foo"`)
+	assert.NotContains(t, o, "signed on", "rejected before signing on")
+
+	o, code = run("pos", "purchase", "--tid", "10000003", "--amount", "5")
+	assert.Equal(t, 2, code, "a decline exits 2: %s", o)
+	assert.Contains(t, o, "95  调节控制错 / Reconcile error")
+	assert.Contains(t, o, "switch: MCC 6011 is on the cash / quasi-cash list")
+	o, code = run("pos", "purchase", "--entry", "tap", "--pin", "", "--amount", "1200.00")
+	assert.Equal(t, 2, code, o)
+	assert.Contains(t, o, "over the no-PIN limit 1000.00")
+
+	o, code = run("pos", "void")
+	require.Equal(t, 0, code, o)
+	o, code = run("pos", "purchase", "--amount", "50")
+	require.Equal(t, 0, code, o)
+	o, code = run("pos", "balance")
+	require.Equal(t, 0, code, o)
+	assert.Regexp(t, `54\s+balance\s+\d+\.\d\d yuan`, o, "F54 decoded")
+
+	// the refund flow of the README
+	o, code = run("pos", "purchase", "--tid", "20000001", "--days-ago", "3", "--amount", "30.00")
+	require.Equal(t, 0, code, o)
+	assert.Contains(t, o, "13      Local date                    "+time.Now().AddDate(0, 0, -3).Format("0102"))
+	o, code = run("pos", "refund", "--tid", "20000001", "--amount", "10.00")
+	require.Equal(t, 0, code, o)
+	assert.Contains(t, o, "0230 00")
+	o, code = run("pos", "purchase", "--days-ago", "3")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, o, "only on the test environment")
+
+	// settlement: the terminal's own totals balance, and the next batch opens
+	o, code = run("pos", "settle")
+	require.Equal(t, 0, code, o)
+	assert.Contains(t, o, "debits 1 for 50.00 yuan, credits 1 for 12.34 yuan")
+	assert.Contains(t, o, "settled: balanced")
+	assert.Regexp(t, `signed on again: batch \d{6} open`, o)
+
+	state, err := os.ReadFile(filepath.Join(s.dir, "data", "pos", "10000001.json"))
+	require.NoError(t, err)
+	assert.NotContains(t, string(state), "6222021234567890123", "no full PAN in the state file")
+	assert.NotContains(t, string(state), `"TAK"`, "no working key in clear")
+	assert.Contains(t, string(state), "keys_under_tmk")
+
+	o, code = run("txn", "summary", "--by", "merchant")
+	require.Equal(t, 0, code, o)
+	assert.Contains(t, o, "演示餐厅")
+	o, code = run("txn", "--limit", "2")
+	require.Equal(t, 0, code, o)
+	assert.Regexp(t, `2 of \d+ shown \(newest first`, o)
+
+	// an invalid config file: the tools go on with the copy the switch applied, and say so
+	good, _ := os.ReadFile(s.cfg)
+	require.NoError(t, os.WriteFile(s.cfg, []byte(strings.Replace(string(good), `qps_limit: "1000.00"`, `qps_limit: "lots"`, 1)), 0o644))
+	o, code = run("txn", "--limit", "1")
+	assert.Equal(t, 0, code, o)
+	assert.Contains(t, o, "using the config the running switch last applied")
+	require.NoError(t, os.WriteFile(s.cfg, good, 0o644))
+
+	// run from another folder without -c: where it looked, and nothing created
+	elsewhere := switchtest.TempDir(t)
+	cmd := exec.Command(switchtest.Binary(t), "txn")
+	cmd.Dir = elsewhere
+	cmd.Env = append(os.Environ(), "SHOUDAN_DATA_DIR=")
+	b, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(b), "no config at "+filepath.Join(elsewhere, "data", "shoudan.yaml"))
+	_, err = os.Stat(filepath.Join(elsewhere, "data"))
+	assert.True(t, os.IsNotExist(err), "a read-only tool creates no ./data")
+
+	require.NoError(t, srv.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, srv.Wait())
+	s.nothingLeft(t)
+}

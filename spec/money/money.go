@@ -11,7 +11,8 @@ import (
 // Max is the largest amount F4 can carry: 9,999,999,999.99 yuan.
 const Max = 999999999999
 
-// Parse reads yuan ("12.34", "12.3", "12", "0.05") into fen. It accepts digits with an optional
+// Parse reads yuan ("12.34", "12.3", "12", "0.05") into fen (up to 15 digits of yuan: a
+// balance or a limit; Positive bounds a transaction amount by F4). It accepts digits with an optional
 // point and one or two decimals, nothing else: no sign, exponent, grouping commas or currency
 // symbol. Zero is allowed (a limit of 0.00); use Positive for a transaction amount.
 func Parse(s string) (int64, error) {
@@ -53,8 +54,8 @@ func Parse(s string) (int64, error) {
 			}
 		}
 	}
-	if len(strings.TrimLeft(yuan, "0")) > 10 {
-		return bad("more than 9999999999.99 (F4 has 12 digits of fen)")
+	if len(strings.TrimLeft(yuan, "0")) > 15 {
+		return bad("more than 15 digits of yuan")
 	}
 	var v int64
 	for _, c := range yuan + (fen + "00")[:2] {
@@ -63,7 +64,7 @@ func Parse(s string) (int64, error) {
 	return v, nil
 }
 
-// Positive is Parse for a transaction amount: zero is refused too.
+// Positive is Parse for a transaction amount: zero is refused, and so is more than F4 carries.
 func Positive(s string) (int64, error) {
 	v, err := Parse(s)
 	if err != nil {
@@ -71,6 +72,9 @@ func Positive(s string) (int64, error) {
 	}
 	if v == 0 {
 		return 0, fmt.Errorf("expected an amount above zero, like 12.34, found %q", s)
+	}
+	if v > Max {
+		return 0, fmt.Errorf("expected at most 9999999999.99 (F4 carries 12 digits of fen), found %q", s)
 	}
 	return v, nil
 }

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/shoudan/shoudan/spec"
+	"github.com/shoudan/shoudan/spec/money"
 )
 
 // Row is one line of a masked description: a field or sub-field and its shown value.
@@ -39,8 +40,47 @@ func Describe(f *Frame) []Row {
 	for _, id := range ids {
 		def := Dialect.Def(id)
 		v := shown(h.MTI, def, fields[id].(interface{ String() (string, error) }))
+		if id == 4 {
+			raw, _ := fields[id].Pack()
+			rows = append(rows, Row{"4", def.Name, amountShown(string(raw), v)})
+			continue
+		}
 		rows = append(rows, Row{strconv.Itoa(id), def.Name, v})
 		switch id {
+		case 48:
+			if h.MTI == "0500" || h.MTI == "0510" {
+				if st, err := ParseSettlement48(v); err == nil {
+					rows = append(rows, totalsRows("48.1", "domestic", st.Domestic)...)
+					rows = append(rows, totalsRows("48.2", "foreign", st.Foreign)...)
+				}
+			}
+		case 54:
+			if len(v) == 20 {
+				amt, err := strconv.ParseInt(v[8:], 10, 64)
+				if err == nil {
+					if v[7] == 'D' {
+						amt = -amt
+					}
+					rows = append(rows, Row{"54", "balance", fmt.Sprintf("%s yuan (account type %s, amount type %s, currency %s)", money.Format(amt), v[:2], v[2:4], v[4:7])})
+				}
+			}
+		case 59:
+			if tlvs, err := ParseTLVs(v); err == nil {
+				for _, t := range tlvs {
+					name := f59Names[t.Tag]
+					if name == "" {
+						name = "Tag " + t.Tag
+					}
+					rows = append(rows, Row{"59." + t.Tag, name, t.Value})
+					if t.Tag == "A2" {
+						if subs, err := ParseTLVs(t.Value); err == nil {
+							for _, sub := range subs {
+								rows = append(rows, Row{"59.A2." + sub.Tag, a2Names[sub.Tag], sub.Value})
+							}
+						}
+					}
+				}
+			}
 		case 60:
 			if p, err := ParseF60(v); err == nil {
 				for i, s := range []string{p.Type, p.Batch, p.NMI, p.ReadCap, p.ICCond, p.F606, p.F607} {
@@ -62,7 +102,30 @@ func Describe(f *Frame) []Row {
 	return rows
 }
 
+// amountShown is F4 as on the wire (12 digits of fen) and in yuan.
+func amountShown(wire, v string) string {
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil {
+		return v
+	}
+	if len(wire) != 12 {
+		wire = fmt.Sprintf("%012d", n)
+	}
+	return fmt.Sprintf("%s (%s yuan)", wire, money.Format(n))
+}
+
+func totalsRows(key, what string, t Totals) []Row {
+	rec := map[byte]string{'0': "not reconciled (request)", '1': "balanced", '2': "not balanced", '3': "error"}[t.Reconcile]
+	if rec == "" {
+		rec = string(t.Reconcile)
+	}
+	return []Row{{key, what + " totals", fmt.Sprintf("debits %d for %s yuan, credits %d for %s yuan: %s", t.DebitCount, money.Format(t.DebitAmount),
+		t.CreditCount, money.Format(t.CreditAmount), rec)}}
+}
+
 var (
+	f59Names = map[string]string{"A2": "Device information"}
+	a2Names  = map[string]string{"01": "Device type", "02": "Hardware serial number", "03": "Random factor", "04": "SN check value (MAC)", "05": "Application / SDK version"}
 	f60Names = []string{"Transaction type", "Batch", "Network management code", "Read capability", "IC condition", "60.6", "60.7"}
 	f61Names = []string{"Original batch", "Original STAN", "Original date", "61.4+"}
 )

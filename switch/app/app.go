@@ -385,6 +385,7 @@ func (a *App) startAdmin(addr string) error {
 		}
 		fmt.Fprintf(w, "{\"depth\":%d,\"oldest_seconds\":%.1f}\n", d, o.Seconds())
 	})
+	mux.HandleFunc("/test-clock", a.testClock)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -599,6 +600,34 @@ func (a *App) Close(ctx context.Context) {
 		_ = a.pg.Stop()
 	}
 	a.lock.release()
+}
+
+// testClock shows (GET) or sets (POST ?offset=-72h, 0 to reset) the business-clock offset of
+// the test environment: QA makes a refund's original on an earlier day with it. It is refused
+// when no test listener is configured, and never touches production transactions.
+func (a *App) testClock(w http.ResponseWriter, r *http.Request) {
+	test := false
+	for _, l := range a.Config.Listeners {
+		test = test || l.Env == string(terminals.Test)
+	}
+	if r.Method == http.MethodPost {
+		if !test {
+			http.Error(w, "test clock: refused: no test listener is configured (production transactions always use the real clock)", http.StatusForbidden)
+			return
+		}
+		d, err := time.ParseDuration(r.URL.Query().Get("offset"))
+		if err != nil || d > 0 || d < -400*24*time.Hour {
+			http.Error(w, fmt.Sprintf("test clock: offset: expected a duration from -9600h (400 days back) to 0, like -72h, found %q", r.URL.Query().Get("offset")), http.StatusBadRequest)
+			return
+		}
+		a.Switch.TestClockOffset.Store(int64(d))
+		a.Log.Warn("test clock: the test environment's business clock moved", "offset", d.String())
+	} else if r.Method != http.MethodGet {
+		http.Error(w, "GET or POST", http.StatusMethodNotAllowed)
+		return
+	}
+	d := time.Duration(a.Switch.TestClockOffset.Load())
+	fmt.Fprintf(w, "test environment business clock: offset %s, now %s\n", d, a.Switch.Now().Add(d).Format("2006-01-02 15:04:05"))
 }
 
 // PrivatePostgres is the private PostgreSQL the switch runs (nil with database.url).

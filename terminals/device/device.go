@@ -9,13 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
 	rc "github.com/shoudan/shoudan/responsecodes"
 	"github.com/shoudan/shoudan/spec"
 	"github.com/shoudan/shoudan/spec/keys"
+	"github.com/shoudan/shoudan/spec/money"
 	"github.com/shoudan/shoudan/spec/pos"
 )
 
@@ -432,11 +432,12 @@ func (t *Terminal) Upload(items []pos.UploadItem, nmi string) (*Result, error) {
 		Detail: pos.EncodeUpload48(items)})
 }
 
-// Amount parses "12.34" into fen.
+// Amount parses "12.34" into fen, exactly: more than two decimals, exponents, zero and
+// negative amounts are refused (spec/money).
 func Amount(s string) (int64, error) {
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f < 0 {
-		return 0, fmt.Errorf("amount: expected yuan like 12.34, found %q", s)
+	v, err := money.Positive(s)
+	if err != nil {
+		return 0, fmt.Errorf("amount: %w", err)
 	}
-	return int64(f*100 + 0.5), nil
+	return v, nil
 }

@@ -144,7 +144,7 @@ func TestInvalidChangeRefused(t *testing.T) {
 
 	_, err = a.store.SetRules(ctx, "alice", terminals.RulesSpec{QPSLimit: "12.345"})
 	require.ErrorAs(t, err, &ce)
-	assert.Equal(t, "rules: qps_limit: expected an amount in CNY with up to 2 decimals, found \"12.345\"", err.Error())
+	assert.Equal(t, "rules: qps_limit: expected yuan with at most 2 decimals, like 12.34, found \"12.345\": 3 decimals (the fen is the smallest unit; nothing is rounded)", err.Error())
 
 	_, err = a.store.SetWhitelist(ctx, "alice", demoMID, "tomorrow")
 	require.ErrorAs(t, err, &ce)
