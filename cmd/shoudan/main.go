@@ -178,12 +178,20 @@ func enableCapture(c *app.Config, dir string) error {
 func issuerCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "issuer CONFIG",
-		Short: "Run the simulated issuer from its config file",
+		Short: "Run the simulated issuer from its config file (format: docs/issuer.md)",
+		Long: `Run the simulated issuer as its own process. CONFIG has the keys of serve's issuer.sim
+section: listen, control, zone_key (32 or 48 hex digits, like the switch's), cards (pan, pin,
+expiry, status, balance in yuan), limits (institution, mcc, merchant), faults, and ledger_dir,
+retention, max_auths for its books, which survive a restart (default: issuer-ledger next to
+CONFIG). docs/issuer.md describes every key, the answers and the control endpoint.`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := sim.LoadConfig(args[0])
 			if err != nil {
 				return err
+			}
+			if c.LedgerDir == "" {
+				c.LedgerDir = filepath.Join(filepath.Dir(args[0]), "issuer-ledger")
 			}
 			is, err := c.Build()
 			if err != nil {

@@ -47,6 +47,9 @@ func (is *Issuer) Handle(req *upstream.Message) *upstream.Message {
 	if resp.RespCode == "00" && (req.MTI == "0200" || req.MTI == "0220") && req.ProcCode != upstream.ProcBalance {
 		is.Ledger.stamp(req, is.Now())
 	}
+	if req.MTI != "0800" && req.MTI != "0820" && req.ProcCode != upstream.ProcBalance {
+		is.Ledger.save(req)
+	}
 	return &resp
 }
 

@@ -36,6 +36,7 @@ type Auth struct {
 	// (F11) and transmission time (F7), merchant and terminal, and when it was approved.
 	RRN, Trace, Transmission, MID, TID string
 	At                                 time.Time
+	Added                              time.Time // when the issuer recorded it (retention)
 }
 
 // Ledger is the issuer's books.
@@ -44,6 +45,13 @@ type Ledger struct {
 	cards map[string]*Card
 	auths map[string]*Auth
 	order []string
+	// Retention and MaxAuths bound what the ledger remembers (persist.go); zero = the defaults.
+	Retention time.Duration
+	MaxAuths  int
+	Now       func() time.Time
+	file      *ledgerFile
+	evicted   int
+	since     int
 }
 
 func NewLedger(cards []Card) *Ledger {
@@ -106,8 +114,12 @@ func (l *Ledger) Each(f func(Auth)) {
 }
 
 func (l *Ledger) record(a *Auth) {
+	a.Added = l.now()
+	if _, had := l.auths[a.Key]; !had {
+		l.order = append(l.order, a.Key)
+	}
 	l.auths[a.Key] = a
-	l.order = append(l.order, a.Key)
+	l.maybeEvict()
 }
 
 var authSeq struct {

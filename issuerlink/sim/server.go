@@ -1,10 +1,13 @@
 package sim
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -56,6 +59,12 @@ type Config struct {
 		Merchant    map[string]string `yaml:"merchant"`
 	} `yaml:"limits"`
 	Faults Faults `yaml:"faults"`
+	// LedgerDir keeps the issuer's books across restarts ("" = in memory only; serve uses
+	// <data_dir>/issuer-ledger, `shoudan issuer FILE` <FILE's folder>/issuer-ledger unless set;
+	// "none" = in memory). Retention and MaxAuths bound what it remembers.
+	LedgerDir string        `yaml:"ledger_dir"`
+	Retention time.Duration `yaml:"retention"`
+	MaxAuths  int           `yaml:"max_auths"`
 }
 
 // LoadConfig reads and checks a simulator config file.
@@ -65,8 +74,10 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, err
 	}
 	var c Config
-	if err := yaml.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true) // a misspelt key is an error, not silently nothing (docs/issuer.md)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: %w (the format: docs/issuer.md)", path, err)
 	}
 	return &c, nil
 }
@@ -74,8 +85,9 @@ func LoadConfig(path string) (*Config, error) {
 // Build turns a config into an issuer.
 func (c *Config) Build() (*Issuer, error) {
 	zk, err := hex.DecodeString(c.ZoneKey)
-	if err != nil || (len(zk) != 16 && len(zk) != 8) {
-		return nil, fmt.Errorf("zone_key: expected 16 or 32 hex digits")
+	if err != nil || (len(zk) != 16 && len(zk) != 24) {
+		// the same rule as the switch's issuer.zone_key: a single-length DES key is refused
+		return nil, fmt.Errorf("zone_key: expected 32 or 48 hex digits (a double- or triple-length key), found %d characters", len(c.ZoneKey))
 	}
 	var cards []Card
 	for i, cc := range c.Cards {
@@ -99,7 +111,17 @@ func (c *Config) Build() (*Issuer, error) {
 			dst[k] = n
 		}
 	}
-	return &Issuer{Ledger: NewLedger(cards), Limits: lim, ZoneKey: zk, Now: time.Now}, nil
+	if c.Retention < 0 || c.MaxAuths < 0 {
+		return nil, fmt.Errorf("retention, max_auths: expected 0 (the defaults %s, %d) or more", DefaultRetention, DefaultMaxAuths)
+	}
+	led := NewLedger(cards)
+	led.Retention, led.MaxAuths = c.Retention, c.MaxAuths
+	if c.LedgerDir != "" && c.LedgerDir != "none" {
+		if err := led.Persist(c.LedgerDir, zk); err != nil {
+			return nil, err
+		}
+	}
+	return &Issuer{Ledger: led, Limits: lim, ZoneKey: zk, Now: time.Now}, nil
 }
 
 // Server is the running simulator.
@@ -139,7 +161,7 @@ func (s *Server) Start(addr, ctl string) error {
 		}
 		s.Ctl = cl.Addr().String()
 		mux := http.NewServeMux()
-		mux.HandleFunc("GET /ledger", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Issuer.Ledger.Snapshot()) })
+		mux.HandleFunc("GET /ledger", s.ledgerHandler)
 		mux.HandleFunc("GET /faults", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.faults.Load()) })
 		mux.HandleFunc("POST /faults", func(w http.ResponseWriter, r *http.Request) {
 			var f Faults
@@ -255,4 +277,7 @@ func (s *Server) Close(ctx context.Context) {
 		s.http.Shutdown(ctx)
 	}
 	s.conns.Range(func(k, _ any) bool { k.(*connection.Connection).Close(); return true })
+	if err := s.Issuer.Ledger.Close(); err != nil && s.Log != nil {
+		s.Log.Warn("simulated issuer: ledger not saved", "err", err.Error())
+	}
 }

@@ -200,7 +200,11 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 	}
 	addrs := c.Issuer.Addrs
 	if len(addrs) == 0 {
-		is, err := c.Issuer.Sim.Build()
+		simCfg := c.Issuer.Sim
+		if simCfg.LedgerDir == "" {
+			simCfg.LedgerDir = filepath.Join(c.DataDir, "issuer-ledger") // its books survive a restart
+		}
+		is, err := simCfg.Build()
 		if err != nil {
 			return nil, fmt.Errorf("issuer.sim: %w", err)
 		}

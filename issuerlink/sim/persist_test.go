@@ -1,0 +1,110 @@
+package sim
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoudan/shoudan/spec/upstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const testPAN = "6222021234567890123"
+
+func testIssuer(t *testing.T, dir string, max int, retention time.Duration) *Issuer {
+	t.Helper()
+	c := &Config{ZoneKey: "00112233445566778899AABBCCDDEEFF", LedgerDir: dir, MaxAuths: max, Retention: retention}
+	c.Cards = append(c.Cards, struct {
+		PAN     string `yaml:"pan"`
+		PIN     string `yaml:"pin"`
+		Expiry  string `yaml:"expiry"`
+		Status  string `yaml:"status"`
+		Balance string `yaml:"balance"`
+	}{PAN: testPAN, PIN: "123456", Expiry: "2912", Balance: "1000.00"})
+	is, err := c.Build()
+	require.NoError(t, err)
+	return is
+}
+
+func purchase(trace string, amount int64) *upstream.Message {
+	return &upstream.Message{MTI: "0200", PAN: testPAN, ProcCode: upstream.ProcPurchase, Amount: amount, Transmission: "1201101010", Trace: trace,
+		Acquirer: "48020000", Expiry: "2912", RRN: "0000000" + trace[1:], MID: "898310058120001", TID: "10000001"}
+}
+
+func voidOf(p *upstream.Message, trace string) *upstream.Message {
+	return &upstream.Message{MTI: "0200", PAN: testPAN, ProcCode: upstream.ProcVoid, Amount: p.Amount, Transmission: "1201101011", Trace: trace,
+		Acquirer: "48020000", Expiry: "2912", Original: upstream.Original90(p.MTI, p.Trace, p.Transmission, p.Acquirer, "")}
+}
+
+// TestLedgerSurvivesRestart: a purchase made before a restart can be voided after it (a real
+// issuer does not forget), balances are kept, and no PAN is written in clear.
+func TestLedgerSurvivesRestart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ledger")
+	is := testIssuer(t, dir, 0, 0)
+	p := purchase("000001", 1234)
+	require.Equal(t, "00", is.Handle(p).RespCode)
+	require.Equal(t, "00", is.Handle(purchase("000002", 500)).RespCode)
+	require.Equal(t, int64(100000-1234-500), is.Ledger.cards[testPAN].Balance)
+	// killed, not closed: only the log has it
+	is2 := testIssuer(t, dir, 0, 0)
+	assert.Equal(t, int64(100000-1234-500), is2.Ledger.cards[testPAN].Balance, "the balance survives")
+	v := is2.Handle(voidOf(p, "000003"))
+	require.Equal(t, "00", v.RespCode, "the void finds its purchase after the restart")
+	assert.Equal(t, int64(100000-500), is2.Ledger.cards[testPAN].Balance)
+	require.NoError(t, is2.Ledger.Close())
+	is3 := testIssuer(t, dir, 0, 0)
+	assert.Equal(t, int64(100000-500), is3.Ledger.cards[testPAN].Balance)
+	assert.Equal(t, "25", is3.Handle(voidOf(purchase("000009", 1), "000010")).RespCode, "nothing to void")
+	view := is3.Ledger.View(LedgerFilter{Kind: "purchase"})
+	assert.Equal(t, 2, view.Matched)
+	assert.Equal(t, "voided", view.Auths[1].State)
+	assert.Equal(t, "12.34", view.Auths[1].AmountYuan)
+	for _, f := range []string{"ledger.snap", "ledger.log"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		require.NoError(t, err)
+		assert.NotContains(t, string(b), testPAN, "%s: no PAN in clear", f)
+	}
+	var text strings.Builder
+	require.NoError(t, view.WriteText(&text))
+	assert.Contains(t, text.String(), "622202*********0123")
+	assert.Contains(t, text.String(), "books kept in "+dir)
+}
+
+// TestLedgerBounded: the ledger forgets beyond MaxAuths and past the retention, in memory and
+// on disk, and a void of a forgotten purchase is 25.
+func TestLedgerBounded(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ledger")
+	is := testIssuer(t, dir, 100, time.Hour)
+	first := purchase("100000", 1)
+	require.Equal(t, "00", is.Handle(first).RespCode)
+	for i := 1; i < 2000; i++ {
+		require.Equal(t, "00", is.Handle(purchase(fmtTrace(100000+i), 1)).RespCode)
+	}
+	assert.LessOrEqual(t, len(is.Ledger.auths), 100+100/8, "memory is bounded")
+	assert.Equal(t, len(is.Ledger.order), len(is.Ledger.auths))
+	assert.Equal(t, "25", is.Handle(voidOf(first, "200000")).RespCode, "forgotten beyond max_auths")
+	require.NoError(t, is.Ledger.Close())
+	b, err := os.ReadFile(filepath.Join(dir, "ledger.snap"))
+	require.NoError(t, err)
+	assert.Less(t, len(b), 100*1000, "the snapshot holds only what is kept")
+
+	// retention: an hour later everything is forgotten
+	later := time.Now().Add(2 * time.Hour)
+	is.Ledger.Now = func() time.Time { return later }
+	is.Ledger.mu.Lock()
+	is.Ledger.evict()
+	is.Ledger.mu.Unlock()
+	assert.Empty(t, is.Ledger.auths)
+	assert.Greater(t, is.Ledger.View(LedgerFilter{}).Forgotten, 1000)
+}
+
+func fmtTrace(n int) string { return fmt.Sprintf("%06d", n) }
+
+func TestZoneKeyLikeTheSwitch(t *testing.T) {
+	_, err := (&Config{ZoneKey: "0011223344556677"}).Build()
+	assert.ErrorContains(t, err, "zone_key: expected 32 or 48 hex digits")
+}
