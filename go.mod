@@ -9,6 +9,7 @@ require (
 	github.com/go-viper/mapstructure/v2 v2.2.1
 	github.com/jackc/pgx/v5 v5.7.5
 	github.com/mattn/go-runewidth v0.0.31
+	github.com/miekg/pkcs11 v1.1.1
 	github.com/moov-io/iso8583 v0.26.1
 	github.com/moov-io/iso8583-connection v0.9.0
 	github.com/prometheus/client_golang v1.22.0
@@ -19,6 +20,7 @@ require (
 	golang.org/x/crypto v0.58.0
 	gopkg.in/yaml.v3 v3.0.1
 )
+
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

@@ -249,7 +249,7 @@ func TestCrashRecovery(t *testing.T) {
 	for _, tid := range []string{"10000001", "10000007", "10000008", "10000009", "10000005"} {
 		for _, rt := range reg.Terminals() {
 			if rt.TID == tid {
-				terms = append(terms, &crashTerminal{cfg: device.Config{TID: tid, MID: rt.MID, Serial: rt.Serial, TMK: rt.TMK, Timeout: 3 * time.Second}, state: device.State{Batch: "000000"}})
+				terms = append(terms, &crashTerminal{cfg: device.Config{TID: tid, MID: rt.MID, Serial: rt.Serial, TMK: device.TMKOf(rt.DemoTMK), Timeout: 3 * time.Second}, state: device.State{Batch: "000000"}})
 			}
 		}
 	}
@@ -346,7 +346,7 @@ func TestRestartDeliversQueuedReversals(t *testing.T) {
 	r, reg := newRunner(t, sim.Faults{SwallowNext: 3, DownReversals: true})
 	cmd := r.start()
 	term := reg.Terminal("10000001", "898310058120001")
-	d, err := device.Dial(r.prod, device.Config{TID: term.TID, MID: term.MID, Serial: term.Serial, TMK: term.TMK})
+	d, err := device.Dial(r.prod, device.Config{TID: term.TID, MID: term.MID, Serial: term.Serial, TMK: device.TMKOf(term.DemoTMK)})
 	require.NoError(t, err)
 	defer d.Close()
 	so, err := d.SignOn()
@@ -396,7 +396,7 @@ func TestRecoveryFindsPendingBelowLaterTraffic(t *testing.T) {
 			}
 		}
 		require.NotNil(t, term, tid)
-		d, err := device.Dial(r.prod, device.Config{TID: term.TID, MID: term.MID, Serial: term.Serial, TMK: term.TMK, Timeout: 30 * time.Second})
+		d, err := device.Dial(r.prod, device.Config{TID: term.TID, MID: term.MID, Serial: term.Serial, TMK: device.TMKOf(term.DemoTMK), Timeout: 30 * time.Second})
 		require.NoError(t, err)
 		t.Cleanup(func() { d.Close() })
 		so, err := d.SignOn()

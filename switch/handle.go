@@ -30,6 +30,9 @@ type Switch struct {
 	Security SecurityModule
 	Log      *slog.Logger
 	Now      func() time.Time
+	// DemoTMK is the published demo TMK as imported into the module (for terminals configured
+	// `tmk: demo`); the zero Block when the module has none.
+	DemoTMK keys.Block
 	// SignOnLimit bounds sign-ons from addresses a terminal has not proven its keys from (zero:
 	// DefaultSignOnLimit).
 	SignOnLimit SignOnLimit
@@ -163,8 +166,8 @@ func (s *Switch) encode(t *Txn, v any, code string) []byte {
 		return nil
 	}
 	var mac pos.MACFunc
-	if t.Kind != nil && t.Kind.MAC && code == rc.Approved && len(t.Keys.TAK) > 0 {
-		mac = func(mab []byte) ([8]byte, error) { return keys.MAC(t.Keys.TAK, mab) }
+	if t.Kind != nil && t.Kind.MAC && code == rc.Approved && t.Keys != nil {
+		mac = t.Keys.MAC
 	}
 	b, err := pos.Encode(m, mac)
 	if err != nil {
@@ -364,7 +367,7 @@ func (s *Switch) financial(ctx context.Context, t *Txn) []byte {
 		return resp
 	}
 	if len(t.Req.PINBlock) > 0 {
-		zpb, err := s.Security.TranslatePIN(t.Keys.TPK, t.Req.PINBlock, cardPAN(&t.Req))
+		zpb, err := t.Keys.TranslatePIN(t.Req.PINBlock, cardPAN(&t.Req))
 		if err != nil {
 			return s.finish(ctx, t, journal.Declined, "99", "pin", "PIN block does not decrypt as format 0 under the terminal PIN key", nil)
 		}

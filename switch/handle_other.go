@@ -6,7 +6,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	rc "github.com/shoudan/shoudan/responsecodes"
-	"github.com/shoudan/shoudan/spec/keys"
 	"github.com/shoudan/shoudan/spec/pos"
 	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/switch/metrics"
@@ -30,12 +29,18 @@ func (s *Switch) signOn(ctx context.Context, t *Txn) []byte {
 		r.RespCode = code
 		return s.encode(t, &pos.SignOnResponse{Answer: r.Answer}, code)
 	}
-	wk, err := s.Security.NewWorkingKeys(t.F60.NMI)
-	var block []byte
-	if err == nil {
-		block, err = keys.KeyBlock(t.Terminal.TMK, t.F60.NMI, wk)
+	tmk := t.Terminal.TMK
+	if t.Terminal.DemoTMK {
+		tmk = s.DemoTMK
+	}
+	var block, sealed []byte
+	err = fmt.Errorf("terminal %s has no master key: run `shoudan keys import-tmk --tid %s`", t.Req.TID, t.Req.TID)
+	if len(tmk.Wrapped) > 0 {
+		block, sealed, err = s.Security.SignOn(tmk, t.F60.NMI)
 	}
 	if err != nil {
+		s.Log.Error("sign-on refused: no working keys", "tid", t.Req.TID, "err", err.Error())
+		t.Decision = Decision{Rule: "keys", Code: rc.SystemMalfunction, Reason: err.Error()}
 		r.RespCode = rc.SystemMalfunction
 		return s.encode(t, &pos.SignOnResponse{Answer: r.Answer}, r.RespCode)
 	}
@@ -46,7 +51,7 @@ func (s *Switch) signOn(ctx context.Context, t *Txn) []byte {
 	case st != nil && st.Batch != "":
 		batch = nextBatch(st.Batch)
 	}
-	p := journal.PendingSignOn{Batch: batch, KeysEnc: s.Security.SealKeys(wk), Operator: operatorCode(&t.Req), Source: t.Peer.String()}
+	p := journal.PendingSignOn{Batch: batch, KeysEnc: sealed, Operator: operatorCode(&t.Req), Source: t.Peer.String()}
 	if err := s.Journal.PendSignOn(ctx, t.Req.MID, t.Req.TID, p); err != nil {
 		r.RespCode = rc.SystemMalfunction
 		return s.encode(t, &pos.SignOnResponse{Answer: r.Answer}, r.RespCode)

@@ -3,6 +3,7 @@ package posswitch
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -26,7 +27,11 @@ type ListenerConfig struct {
 	WriteTimeout   time.Duration // every write gets this deadline (the library wedges without one)
 	RequestTimeout time.Duration // budget for one transaction
 	Capture        string        // directory for captured QA fixtures ("" = off; never on production)
+	TLS            *tls.Config   // nil = plain TCP; else TLS (mutual when it asks for client certificates)
 }
+
+// handshakeTimeout bounds a TLS handshake (a silent or plaintext peer is closed by then).
+const handshakeTimeout = 10 * time.Second
 
 // Listener accepts terminals with its own accept loop and drives each socket with one goroutine
 // that reads frames (plus one per message being handled). A terminal is a strict request /
@@ -84,6 +89,17 @@ func (l *Listener) serve(nc net.Conn) {
 		l.conns.Delete(nc)
 		<-l.slots
 	}()
+	if l.Cfg.TLS != nil {
+		tc := tls.Server(nc, l.Cfg.TLS)
+		_ = nc.SetDeadline(time.Now().Add(handshakeTimeout))
+		if err := tc.Handshake(); err != nil { // plaintext, an unknown CA, an expired certificate
+			metrics.TLSHandshakeFailures.WithLabelValues(string(l.Cfg.Env)).Inc()
+			l.Switch.Log.Info("TLS handshake failed: connection closed", "source", nc.RemoteAddr().String(), "err", err.Error())
+			return
+		}
+		_ = nc.SetDeadline(time.Time{})
+		nc = tc
+	}
 	w := &answerWriter{conn: netserve.WriteDeadline(nc, l.Cfg.WriteTimeout)}
 	peer, first := PeerOf(nc), true
 	inflight := make(chan struct{}, l.Cfg.MaxInFlight)

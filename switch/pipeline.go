@@ -7,7 +7,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/shoudan/shoudan/spec/keys"
 	"github.com/shoudan/shoudan/spec/pos"
 	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/terminals"
@@ -26,7 +25,7 @@ type Txn struct {
 	Terminal  *terminals.Terminal
 	Merchant  *terminals.Merchant
 	State     *journal.TerminalState
-	Keys      keys.WorkingKeys
+	Keys      WorkingKeys  // nil until the terminal's sign-on is found
 	Orig      *journal.Txn // the original of a void, refund or reversal
 	Record    *journal.Txn // the journal row
 	Decision  Decision

@@ -86,7 +86,7 @@ func TestLiveConfig(t *testing.T) {
 	assert.Equal(t, rc.Approved, tapOn("10000001", 150000), "the previous config still serves")
 
 	// a new terminal appears without a restart
-	edit(`  - {tid: "10000011"`, `  - {tid: "10000099", mid: "898310058120001", env: production, serial: SN-NEW, tmk: 0123456789ABCDEFFEDCBA9876543210}
+	edit(`  - {tid: "10000011"`, `  - {tid: "10000099", mid: "898310058120001", env: production, serial: SN-NEW, tmk: demo}
   - {tid: "10000011"`)
 	err = waitReload(t, s)
 	require.Error(t, err, "still invalid: the bad qps_limit is there")

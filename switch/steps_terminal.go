@@ -8,7 +8,6 @@ import (
 
 	rc "github.com/shoudan/shoudan/responsecodes"
 	"github.com/shoudan/shoudan/spec"
-	"github.com/shoudan/shoudan/spec/keys"
 	"github.com/shoudan/shoudan/spec/pos"
 	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/switch/metrics"
@@ -102,7 +101,7 @@ func checkSignedOn(ctx context.Context, s *Switch, t *Txn) (string, string) {
 // candidateKeys are working keys a request may be MACed with: the current ones (pending nil) or
 // those of a pending sign-on.
 type candidateKeys struct {
-	keys.WorkingKeys
+	WorkingKeys
 	pending *journal.PendingSignOn
 }
 
@@ -114,7 +113,7 @@ func checkMAC(ctx context.Context, s *Switch, t *Txn) (string, string) {
 	}
 	mab, mac := t.Frame.MAB(), t.Frame.MAC()
 	for _, c := range t.keys {
-		if ok, err := keys.VerifyMAC(c.TAK, mab, mac); err != nil || !ok {
+		if want, err := c.MAC(mab); err != nil || subtle.ConstantTimeCompare(want[:], mac) != 1 {
 			continue
 		}
 		t.Keys = c.WorkingKeys
@@ -142,7 +141,7 @@ func checkDevice(_ context.Context, _ *Switch, t *Txn) (string, string) {
 		return code, reason
 	}
 	if d.Random != "" || d.CheckValue != "" {
-		want, err := keys.MAC(t.Keys.TAK, []byte(d.Serial+d.Random))
+		want, err := t.Keys.MAC([]byte(d.Serial + d.Random))
 		if err != nil || subtle.ConstantTimeCompare(want[:], []byte(d.CheckValue)) != 1 {
 			t.devCheck = devCheckBad
 			return rc.Violation, "serial-number check value (A2 tag 04) is wrong"

@@ -29,7 +29,7 @@ terminals:
   - tid: "12345678"
     mid: "898310058120001"
     serial: SN0001
-    tmk: 0123456789ABCDEFFEDCBA9876543210
+    tmk: demo
 `
 
 func TestParseDefaultsAndWhitelist(t *testing.T) {
@@ -46,7 +46,7 @@ func TestParseDefaultsAndWhitelist(t *testing.T) {
 	require.True(t, m.OnWhitelist(time.Date(2026, 1, 6, 0, 0, 1, 0, time.Local)))
 	tm := r.Terminal("12345678", "898310058120001")
 	require.Equal(t, Production, tm.Env)
-	require.Len(t, tm.TMK, 16)
+	require.True(t, tm.DemoTMK)
 }
 
 func TestParseErrorsNameTheLine(t *testing.T) {
@@ -58,9 +58,10 @@ func TestParseErrorsNameTheLine(t *testing.T) {
 		"bad limit":     {"rules:\n  qps_limit: abc\n", 2, "rules.qps_limit"},
 		"unknown key":   {"merchants:\n  - mid: \"898310058120001\"\n    colour: red\n", 3, "merchants[0].colour"},
 		"short MID":     {"merchants:\n  - mid: \"8983\"\n", 2, "merchants[0].mid"},
-		"bad env":       {good + "  - tid: \"87654321\"\n    mid: \"898310058120001\"\n    env: staging\n    serial: X\n    tmk: 0123456789ABCDEF\n", 19, "terminals[1].env"},
+		"bad env":       {good + "  - tid: \"87654321\"\n    mid: \"898310058120001\"\n    env: staging\n    serial: X\n    tmk: demo\n", 19, "terminals[1].env"},
 		"bad tmk":       {good + "  - tid: \"87654321\"\n    mid: \"898310058120001\"\n    serial: X\n    tmk: 12\n", 20, "terminals[1].tmk"},
-		"unknown mid":   {good + "  - tid: \"87654321\"\n    mid: \"898310058129999\"\n    serial: X\n    tmk: 0123456789ABCDEF\n", 18, "terminals[1].mid"},
+		"clear tmk":     {good + "  - tid: \"87654321\"\n    mid: \"898310058120001\"\n    serial: X\n    tmk: 0123456789ABCDEFFEDCBA9876543210\n", 20, "terminals[1].tmk"},
+		"unknown mid":   {good + "  - tid: \"87654321\"\n    mid: \"898310058129999\"\n    serial: X\n    tmk: demo\n", 18, "terminals[1].mid"},
 		"whitelist day": {"qps_whitelist:\n  \"898310058120001\": tomorrow\n", 2, "qps_whitelist.898310058120001"},
 	}
 	for name, c := range cases {

@@ -1,7 +1,6 @@
 package terminals
 
 import (
-	"bytes"
 	"fmt"
 	"slices"
 	"strconv"
@@ -137,8 +136,8 @@ func (f *fieldDiff) flag(name string, old, new bool) {
 	f.add(name, strconv.FormatBool(old), strconv.FormatBool(new))
 }
 
-func (f *fieldDiff) key(name string, old, new []byte) {
-	if !bytes.Equal(old, new) {
+func (f *fieldDiff) key(name string, old, new string) {
+	if old != new {
 		*f = append(*f, FieldChange{name, "(key)", "(new key)"})
 	}
 }
@@ -169,7 +168,7 @@ func terminalFields(o, t *Terminal) []FieldChange {
 	var f fieldDiff
 	f.add("env", string(o.Env), string(t.Env))
 	f.add("serial", o.Serial, t.Serial)
-	f.key("tmk", o.TMK, t.TMK)
+	f.key("tmk", o.TMKText(), t.TMKText())
 	f.flag("qps", o.QPS, t.QPS)
 	f.flag("enabled", o.Enabled, t.Enabled)
 	return f
@@ -192,7 +191,7 @@ func loadDiff(o, n *loadInfo) (Difference, bool) {
 	f.add("count", strconv.Itoa(o.Count), strconv.Itoa(n.Count))
 	f.add("mid", o.MID, n.MID)
 	f.add("env", string(o.Env), string(n.Env))
-	f.key("tmk", o.TMK, n.TMK)
+	f.key("tmk", tmkText(o.TMK, o.Demo), tmkText(n.TMK, n.Demo))
 	f.flag("qps", o.QPS, n.QPS)
 	d.Fields = f
 	return d, len(f) > 0

@@ -1,7 +1,6 @@
 package terminals
 
 import (
-	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -9,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoudan/shoudan/spec/keys"
 	"gopkg.in/yaml.v3"
 )
 
@@ -57,8 +57,9 @@ type MerchantSpec struct {
 	src *entrySource
 }
 
-// TerminalSpec is one terminals entry. The TMK is given in clear (tmk, hex) or sealed under the
-// deployment's journal key (tmk_sealed, as `shoudan terminals export` writes it).
+// TerminalSpec is one terminals entry. The TMK is a key block wrapped under the security
+// module's KEK or "demo" (tmk), or that text sealed under the deployment's journal key
+// (tmk_sealed, as the registry database and `shoudan terminals export` keep it); never clear.
 type TerminalSpec struct {
 	TID       string `yaml:"tid"`
 	MID       string `yaml:"mid"`
@@ -408,34 +409,40 @@ func (t *TerminalSpec) build(i int, open KeyOpener) (Terminal, error) {
 	if t.Serial == "" || len(t.Serial) > 50 || !printableASCII(t.Serial) {
 		return Terminal{}, t.bad(i, "serial", fmt.Sprintf("expected a hardware serial number of 1 to 50 characters, found %q", t.Serial))
 	}
-	tmk, field, err := terminalKey(t.TMK, t.TMKSealed, open)
+	tmk, demo, field, err := terminalKey(t.TMK, t.TMKSealed, open)
 	if err != nil {
 		return Terminal{}, t.bad(i, field, err.Error())
 	}
-	return Terminal{TID: t.TID, MID: t.MID, Env: env, Serial: t.Serial, TMK: tmk, QPS: t.QPS, Enabled: deref(t.Enabled, true)}, nil
+	return Terminal{TID: t.TID, MID: t.MID, Env: env, Serial: t.Serial, TMK: tmk, DemoTMK: demo, QPS: t.QPS, Enabled: deref(t.Enabled, true)}, nil
 }
 
-// terminalKey reads a TMK given in clear or sealed; a failure names the field.
-func terminalKey(clear, sealedHex string, open KeyOpener) ([]byte, string, error) {
+// terminalKey reads a TMK given as written (tmk: a KB1 block or demo) or sealed under the
+// journal key by the registry database or an export (tmk_sealed, the same text sealed); a
+// failure names the field. A clear key is refused: it is entered with `shoudan keys import-tmk`.
+func terminalKey(text, sealedHex string, open KeyOpener) (keys.Block, bool, string, error) {
 	switch {
-	case clear != "" && sealedHex != "":
-		return nil, "tmk_sealed", errors.New("expected either tmk or tmk_sealed, found both")
+	case text != "" && sealedHex != "":
+		return keys.Block{}, false, "tmk_sealed", errors.New("expected either tmk or tmk_sealed, found both")
 	case sealedHex != "":
 		sealed, err := hex.DecodeString(sealedHex)
 		if err != nil || len(sealed) < 20 {
-			return nil, "tmk_sealed", errors.New("expected the hex of a key sealed by `shoudan terminals export`")
+			return keys.Block{}, false, "tmk_sealed", errors.New("expected the hex of a key sealed by `shoudan terminals export`")
 		}
 		if open == nil {
-			return nil, "", nil
+			return keys.Block{}, false, "", nil
 		}
-		tmk, err := open(sealed)
-		if err != nil || (len(tmk) != 8 && len(tmk) != 16) {
-			return nil, "tmk_sealed", errors.New("expected a key sealed under this deployment's journal key, found one that does not open")
+		plain, err := open(sealed)
+		if err != nil {
+			return keys.Block{}, false, "tmk_sealed", errors.New("expected a key sealed under this deployment's journal key, found one that does not open")
 		}
-		return tmk, "", nil
+		b, demo, err := parseTMK(string(plain))
+		if err != nil {
+			return keys.Block{}, false, "tmk_sealed", fmt.Errorf("the sealed key: %v", err)
+		}
+		return b, demo, "", nil
 	}
-	tmk, err := parseHexKey(clear)
-	return tmk, "tmk", err
+	b, demo, err := parseTMK(text)
+	return b, demo, "tmk", err
 }
 
 func (l *LoadSpec) build(open KeyOpener) (*loadInfo, error) {
@@ -445,7 +452,7 @@ func (l *LoadSpec) build(open KeyOpener) (*loadInfo, error) {
 	if l.Count == 0 {
 		return nil, nil
 	}
-	tmk, field, err := terminalKey(l.TMK, l.TMKSealed, open)
+	tmk, demo, field, err := terminalKey(l.TMK, l.TMKSealed, open)
 	if err != nil {
 		return nil, l.bad(field, err.Error())
 	}
@@ -456,7 +463,7 @@ func (l *LoadSpec) build(open KeyOpener) (*loadInfo, error) {
 	if env != Production && env != Test {
 		return nil, l.bad("env", fmt.Sprintf("expected production or test, found %q", l.Env))
 	}
-	return &loadInfo{Count: l.Count, MID: l.MID, Env: env, TMK: tmk, QPS: l.QPS}, nil
+	return &loadInfo{Count: l.Count, MID: l.MID, Env: env, TMK: tmk, Demo: demo, QPS: l.QPS}, nil
 }
 
 // generated keeps the last load_terminals generated: every snapshot rebuild with the same entry
@@ -471,12 +478,12 @@ func generate(l *loadInfo) []Terminal {
 	generated.Lock()
 	defer generated.Unlock()
 	g := &generated.info
-	if g.Count == l.Count && g.MID == l.MID && g.Env == l.Env && g.QPS == l.QPS && bytes.Equal(g.TMK, l.TMK) {
+	if g.Count == l.Count && g.MID == l.MID && g.Env == l.Env && g.QPS == l.QPS && g.Demo == l.Demo && tmkText(g.TMK, g.Demo) == tmkText(l.TMK, l.Demo) {
 		return generated.ts
 	}
 	out := make([]Terminal, l.Count)
 	for i := range out {
-		out[i] = Terminal{TID: LoadTID(i), MID: l.MID, Env: l.Env, Serial: "LOAD-" + LoadTID(i)[1:], TMK: l.TMK, QPS: l.QPS, Enabled: true, Generated: true}
+		out[i] = Terminal{TID: LoadTID(i), MID: l.MID, Env: l.Env, Serial: "LOAD-" + LoadTID(i)[1:], TMK: l.TMK, DemoTMK: l.Demo, QPS: l.QPS, Enabled: true, Generated: true}
 	}
 	generated.info, generated.ts = *l, out
 	return out

@@ -28,6 +28,7 @@ import (
 	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/switch/journal/pginstance"
 	"github.com/shoudan/shoudan/terminals"
+	"github.com/shoudan/shoudan/terminals/device"
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 )
@@ -268,7 +269,7 @@ func frameServerCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "frames listening on %s\n", ln.Addr())
-			return serveCanned(ln, t.TMK)
+			return serveCanned(ln, device.TMKOf(t.DemoTMK))
 		},
 	}
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "address")

@@ -179,7 +179,7 @@ func runLoad(ctx context.Context, reg *terminals.Registry, f loadFlags, progress
 		if t == nil {
 			return nil, nil, fmt.Errorf("load terminal %s is not in the config: raise load_terminals.count to at least %d", terminals.LoadTID(i), need)
 		}
-		cfgs = append(cfgs, device.Config{TID: t.TID, MID: t.MID, Serial: t.Serial, TMK: t.TMK, Timeout: 15 * time.Second})
+		cfgs = append(cfgs, device.Config{TID: t.TID, MID: t.MID, Serial: t.Serial, TMK: device.TMKOf(t.DemoTMK), Timeout: 15 * time.Second})
 	}
 	// connect and sign on, 64 at a time
 	terms := make([]*loadTerminal, need)

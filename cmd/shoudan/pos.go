@@ -116,7 +116,7 @@ func runPOS(w io.Writer, cfgPath, kind string, f posFlags) error {
 	var cfg device.Config
 	var env terminals.Environment
 	terms := reg.Terminals()
-	if t := findTerminal(terms, f.tid); t == nil || len(t.TMK) == 0 {
+	if t := findTerminal(terms, f.tid); t == nil || t.TMKText() == "" {
 		// not in the file as a terminal with its key (registered through the console, or an
 		// exported file with sealed keys): the registry database has it
 		err := withRegistry(context.Background(), cfgPath, func(s *registrydb.Store) error {
@@ -132,7 +132,7 @@ func runPOS(w io.Writer, cfgPath, kind string, f posFlags) error {
 	}
 	for _, t := range terms {
 		if t.TID == f.tid {
-			cfg = device.Config{TID: t.TID, MID: t.MID, Serial: t.Serial, TMK: t.TMK, NMI: f.nmi, SDK: f.sdk}
+			cfg = device.Config{TID: t.TID, MID: t.MID, Serial: t.Serial, TMK: device.TMKOf(t.DemoTMK), NMI: f.nmi, SDK: f.sdk}
 			env = t.Env
 			if f.addr == "" {
 				for _, l := range c.Listeners {

@@ -137,11 +137,11 @@ everything else; a switch watching it then finds nothing to import.`,
 						generated++
 						continue
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%v\t%s\n", t.TID, t.MID, t.Env, t.Serial, t.Enabled, t.QPS, terminals.MaskKey(t.TMK))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%v\t%s\n", t.TID, t.MID, t.Env, t.Serial, t.Enabled, t.QPS, terminals.MaskKey(t))
 				}
 				if tpl, n := reg.LoadTemplate(); n > 0 {
 					fmt.Fprintf(tw, "%s..%s\t%s\t%s\tLOAD-…\ttrue\t%v\t%s\t(load_terminals: %d generated)\n",
-						terminals.LoadTID(0), terminals.LoadTID(n-1), tpl.MID, tpl.Env, tpl.QPS, terminals.MaskKey(tpl.TMK), generated)
+						terminals.LoadTID(0), terminals.LoadTID(n-1), tpl.MID, tpl.Env, tpl.QPS, terminals.MaskKey(tpl), generated)
 				}
 				return tw.Flush()
 			})
@@ -165,7 +165,7 @@ everything else; a switch watching it then finds nothing to import.`,
 					}
 					found = true
 					m := reg.Merchant(t.MID)
-					fmt.Fprintf(w, "terminal %s  environment %s  serial %s  enabled %v  双免 %v  TMK %s\n", t.TID, t.Env, t.Serial, t.Enabled, t.QPS, terminals.MaskKey(t.TMK))
+					fmt.Fprintf(w, "terminal %s  environment %s  serial %s  enabled %v  双免 %v  TMK %s\n", t.TID, t.Env, t.Serial, t.Enabled, t.QPS, terminals.MaskKey(t))
 					fmt.Fprintf(w, "merchant %s  %s / %s  MCC %s  acquirer %s\n", m.MID, m.Name, m.NameEN, m.MCC, m.Acquirer)
 					fmt.Fprintf(w, "  enabled %v  direct (直联) %v  双免 %v  refunds %v\n", m.Enabled, m.Direct, m.QPS, m.RefundAllowed)
 					if !m.QPSRegistered.IsZero() {

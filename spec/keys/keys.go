@@ -256,3 +256,42 @@ func ParseKeyBlock(tmk []byte, nmi string, b []byte) (WorkingKeys, error) {
 	}
 	return k, nil
 }
+
+// Block is a key wrapped under a security module's key-encryption key, as config files and the
+// journal carry it: never the clear key. Its text form is
+//
+//	KB1.<usage>.<kek id>.<kcv>.<wrapped, hex>
+//
+// usage names what the key may be used for (TMK, ZPK), the KEK id names the key-encryption key
+// it is wrapped under (so a block from another installation is refused by name, not by a failed
+// unwrap), kcv is the clear key's check value (6 hex digits, for the record and for ceremonies).
+type Block struct {
+	Usage   string
+	KEK     string
+	KCV     string
+	Wrapped []byte
+}
+
+// String is the block's text form.
+func (b Block) String() string {
+	return "KB1." + b.Usage + "." + b.KEK + "." + b.KCV + "." + strings.ToUpper(hex.EncodeToString(b.Wrapped))
+}
+
+// ParseBlock reads a block's text form for usage.
+func ParseBlock(s, usage string) (Block, error) {
+	parts := strings.Split(strings.TrimSpace(s), ".")
+	if len(parts) != 5 || parts[0] != "KB1" {
+		if _, err := hex.DecodeString(s); err == nil && (len(s) == 16 || len(s) == 32 || len(s) == 48) {
+			return Block{}, fmt.Errorf("expected a key block wrapped under the security module (KB1.%s.…), found a clear key: keys are never kept in clear; enter it with `shoudan keys import-%s`", usage, strings.ToLower(usage))
+		}
+		return Block{}, fmt.Errorf("expected a key block KB1.%s.<kek id>.<kcv>.<hex>", usage)
+	}
+	if parts[1] != usage {
+		return Block{}, fmt.Errorf("expected a %s key block, found one for %s", usage, parts[1])
+	}
+	w, err := hex.DecodeString(parts[4])
+	if err != nil || len(w) == 0 || len(parts[3]) != 6 || parts[2] == "" {
+		return Block{}, fmt.Errorf("key block: expected KB1.%s.<kek id>.<6-hex kcv>.<hex>", usage)
+	}
+	return Block{Usage: parts[1], KEK: parts[2], KCV: parts[3], Wrapped: w}, nil
+}

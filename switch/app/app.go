@@ -6,7 +6,8 @@ package app
 
 import (
 	"context"
-	"encoding/hex"
+	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,7 @@ import (
 	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/switch/journal/pginstance"
 	"github.com/shoudan/shoudan/switch/metrics"
+	"github.com/shoudan/shoudan/switch/netserve"
 	"github.com/shoudan/shoudan/switch/settlement"
 	"github.com/shoudan/shoudan/terminals"
 	"github.com/shoudan/shoudan/terminals/registrydb"
@@ -53,6 +55,7 @@ type App struct {
 	Journal    *journal.Journal
 	Link       *issuerlink.Link
 	Switch     *posswitch.Switch
+	Security   Security
 	Sim        *sim.Server // nil when a real issuer address is configured
 	Listeners  []*posswitch.Listener
 	Admin      string // bound admin address
@@ -72,6 +75,7 @@ type App struct {
 	fwdDone  chan struct{}
 	follows  chan struct{}
 	watcher  *viper.Viper
+	closers  []func()
 	reloaded chan error
 	lock     *dataDirLock
 	debounce *time.Timer
@@ -225,13 +229,21 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 		metrics.LateAnswers.Inc()
 		log.Warn("late issuer answer after its timeout: not honoured, the transaction is reversed", "trace", m.Trace, "code", m.RespCode, "pan", spec.MaskPAN(m.PAN))
 	}
-	zk, err := hex.DecodeString(c.Issuer.ZoneKey)
-	if err != nil || (len(zk) != 16 && len(zk) != 24) {
-		return nil, fmt.Errorf("issuer.zone_key: expected 32 or 48 hex digits (a double- or triple-length key)")
+	if a.Security, err = OpenSecurity(c, a.Journal.Vault, log); err != nil {
+		return nil, fmt.Errorf("security module: %w", err)
 	}
-	a.Switch = &posswitch.Switch{Registry: a.Registry, Journal: a.Journal, Link: a.Link,
-		Security: &posswitch.Software{Vault: a.Journal.Vault, ZoneKey: zk}, Log: log, Now: time.Now,
+	a.Switch = &posswitch.Switch{Registry: a.Registry, Journal: a.Journal, Link: a.Link, Security: a.Security, Log: log, Now: time.Now}
+	if err := a.startKeys(a.Registry.Get()); err != nil {
+		return nil, err
+	}
+	if a.Security, err = OpenSecurity(c, a.Journal.Vault, log); err != nil {
+		return nil, fmt.Errorf("security module: %w", err)
+	}
+	a.Switch = &posswitch.Switch{Registry: a.Registry, Journal: a.Journal, Link: a.Link, Security: a.Security, Log: log, Now: time.Now,
 		SignOnLimit: posswitch.SignOnLimit{Max: c.SignOn.Max, Window: c.SignOn.Window}}
+	if err := a.startKeys(a.Registry.Get()); err != nil {
+		return nil, err
+	}
 	a.Journal.SetRejectLimits(journal.RejectLimits{MaxRows: c.Rejects.MaxRows, MaxAge: c.Rejects.MaxAge})
 	a.settleCfg.Store(c.Settlement)
 	a.Switch.SettleDate = func(t time.Time) time.Time { return a.settleCfg.Load().Cutoff.Date(t) }
@@ -275,9 +287,22 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 	}()
 	a.gauges()
 	for i, lc := range c.Listeners {
+		var tc *tls.Config
+		if lc.TLS.Mode == "tls" || lc.TLS.Mode == "mutual" {
+			f := netserve.TLSFiles{Cert: lc.TLS.Cert, Key: lc.TLS.Key}
+			if lc.TLS.Mode == "mutual" {
+				f.ClientCA = lc.TLS.ClientCA
+			}
+			r, err := netserve.NewServerTLS(f, log)
+			if err != nil {
+				return nil, fmt.Errorf("listeners[%d].tls: %w", i, err)
+			}
+			a.closers = append(a.closers, r.Close)
+			tc = r.Server()
+		}
 		l, err := a.Switch.Listen(posswitch.ListenerConfig{Addr: lc.Addr, Env: terminals.Environment(lc.Env), MaxConns: c.Limits.MaxConns,
 			MaxInFlight: c.Limits.MaxInFlight, IdleTimeout: c.Limits.IdleTimeout, WriteTimeout: c.Limits.WriteTimout,
-			RequestTimeout: c.Issuer.Timeout + 5*time.Second, Capture: lc.Capture})
+			RequestTimeout: c.Issuer.Timeout + 5*time.Second, Capture: lc.Capture, TLS: tc})
 		if err != nil {
 			return nil, c.addrError(fmt.Sprintf("listeners[%d].addr", i), lc.Addr, err)
 		}
@@ -390,10 +415,40 @@ func (a *App) startAdmin(addr string) error {
 		fmt.Fprintf(w, "{\"depth\":%d,\"oldest_seconds\":%.1f}\n", d, o.Seconds())
 	})
 	mux.HandleFunc("/test-clock", a.testClock)
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	a.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	if a.Config.Admin.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	var h http.Handler = mux
+	if f := a.Config.Admin.TokenFile; f != "" {
+		tok, err := os.ReadFile(f)
+		if err != nil || len(strings.TrimSpace(string(tok))) < 16 {
+			ln.Close()
+			return fmt.Errorf("admin.token_file: expected a file holding a token of at least 16 characters (%v)", err)
+		}
+		want := []byte("Bearer " + strings.TrimSpace(string(tok)))
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+				w.Header().Set("WWW-Authenticate", "Bearer")
+				http.Error(w, "admin: expected Authorization: Bearer <token of admin.token_file>", http.StatusUnauthorized)
+				return
+			}
+			mux.ServeHTTP(w, r)
+		})
+	}
+	a.admin = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	if t := a.Config.Admin.TLS; t.Cert != "" {
+		r, err := netserve.NewServerTLS(netserve.TLSFiles{Cert: t.Cert, Key: t.Key}, a.Log)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("admin.tls: %w", err)
+		}
+		a.closers = append(a.closers, r.Close)
+		a.admin.TLSConfig = r.Server()
+		go a.admin.ServeTLS(ln, "", "")
+		return nil
+	}
 	go a.admin.Serve(ln)
 	return nil
 }
@@ -483,6 +538,9 @@ func (a *App) reload() {
 		c, reg, err = Parse(src)
 	}
 	if err == nil {
+		err = a.checkKeys(c, reg) // before the import: a block of another KEK never reaches the registry
+	}
+	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err = a.importConfig(ctx, reg)
 		cancel()
@@ -540,7 +598,8 @@ func restartKeys(old, c *Config) []string {
 	show("limits", old.Limits, c.Limits, true)
 	show("issuer.addrs", old.Issuer.Addrs, c.Issuer.Addrs, true)
 	show("issuer.timeout", old.Issuer.Timeout, c.Issuer.Timeout, true)
-	show("issuer.zone_key", old.Issuer.ZoneKey, c.Issuer.ZoneKey, false)
+	// issuer.zone_key applies live (a ZPK rotation: checkKeys)
+	show("hsm", old.HSM, c.HSM, false)
 	was, now := old.Issuer.Sim, c.Issuer.Sim
 	was.Faults, now.Faults = sim.Faults{}, sim.Faults{} // faults apply live
 	show("issuer.sim (listen, control, cards, limits)", was, now, false)
@@ -599,6 +658,12 @@ func (a *App) Close(ctx context.Context) {
 	}
 	if a.Journal != nil {
 		a.Journal.Close()
+	}
+	if a.Security != nil {
+		a.Security.Close()
+	}
+	for _, f := range a.closers {
+		f()
 	}
 	if a.pg != nil {
 		_ = a.pg.Stop()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	_ "embed"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/shoudan/shoudan/issuerlink/sim"
+	"github.com/shoudan/shoudan/spec/keys"
 	"github.com/shoudan/shoudan/switch/settlement"
 	"github.com/shoudan/shoudan/terminals"
 	"github.com/spf13/viper"
@@ -31,6 +33,14 @@ type Listener struct {
 	// Capture writes request/response pairs as QA fixtures into this directory (refused on a
 	// production listener).
 	Capture string `yaml:"capture"`
+	// TLS: mode off (default), tls, or mutual (terminals present a certificate signed by
+	// client_ca). TLS 1.2 or later; the files are reloaded when they change.
+	TLS struct {
+		Mode     string `yaml:"mode"`
+		Cert     string `yaml:"cert"`
+		Key      string `yaml:"key"`
+		ClientCA string `yaml:"client_ca"`
+	} `yaml:"tls"`
 }
 
 // Config is the whole config file. Listeners, database, data_dir, admin, log and issuer are read
@@ -44,6 +54,12 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	Admin   struct {
 		Addr string `yaml:"addr"`
+		// Pprof serves /debug/pprof (off unless enabled: profiles show memory).
+		Pprof bool `yaml:"pprof"`
+		// TLS and TokenFile (a bearer token every request must carry) are required to bind a
+		// non-loopback address.
+		TLS       TLSFiles `yaml:"tls"`
+		TokenFile string   `yaml:"token_file"`
 	} `yaml:"admin"`
 	Console struct {
 		Addr        string        `yaml:"addr"` // default 127.0.0.1:8080; "off": no console
@@ -89,14 +105,34 @@ type Config struct {
 	// settlement, which names the line of every error.
 	Settlement *settlement.Config `yaml:"-"`
 
+	// HSM is the security module: empty = SoftHSM2 under data_dir/hsm (the default).
+	HSM HSMConfig `yaml:"hsm"`
+
 	// Path is the file it was read from ("" for the built-in demo).
 	Path string `yaml:"-"`
+}
+
+// TLSFiles are a certificate chain and its key (PEM files), reloaded when they change.
+type TLSFiles struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// HSMConfig selects the security module.
+type HSMConfig struct {
+	// Module is the PKCS#11 library of an HSM; "" = the embedded SoftHSM2 token under
+	// data_dir/hsm; "software" = keys in the switch's memory (benchmarks and tests only).
+	Module string `yaml:"module"`
+	Token  string `yaml:"token"` // token label
+	// PIN of the token's user; prefer PINFile or $SHOUDAN_HSM_PIN so it is not in the config.
+	PIN     string `yaml:"pin"`
+	PINFile string `yaml:"pin_file"`
 }
 
 // envKeys can be overridden by SHOUDAN_<KEY with . as _>, e.g. SHOUDAN_DATABASE_URL,
 // SHOUDAN_RULES_QPS_LIMIT.
 var envKeys = []string{"database.url", "data_dir", "admin.addr", "console.addr", "log.format", "log.level", "issuer.addrs", "issuer.timeout",
-	"issuer.zone_key", "limits.max_conns", "limits.idle_timeout"}
+	"issuer.zone_key", "limits.max_conns", "limits.idle_timeout", "hsm.module", "hsm.token", "hsm.pin", "hsm.pin_file"}
 
 // ruleEnvKeys are rules overridable from the environment; they are written into the YAML tree
 // before package terminals reads it, so an invalid override is reported like a bad line.
@@ -211,12 +247,44 @@ func (c *Config) check() error {
 		default:
 			return fmt.Errorf("listeners[%d].env: expected production or test, found %q", i, l.Env)
 		}
+		switch l.TLS.Mode {
+		case "", "off":
+		case "tls", "mutual":
+			if l.TLS.Cert == "" || l.TLS.Key == "" {
+				return fmt.Errorf("listeners[%d].tls: mode %s needs cert and key files", i, l.TLS.Mode)
+			}
+			if l.TLS.Mode == "mutual" && l.TLS.ClientCA == "" {
+				return fmt.Errorf("listeners[%d].tls: mode mutual needs client_ca, the CA terminal certificates are signed by", i)
+			}
+		default:
+			return fmt.Errorf("listeners[%d].tls.mode: expected off, tls or mutual, found %q", i, l.TLS.Mode)
+		}
 		if l.Capture != "" && terminals.Environment(l.Env) == terminals.Production {
 			return fmt.Errorf("listeners[%d].capture: capture is refused on a production listener (it would record live card data)", i)
 		}
 	}
 	if c.Issuer.Timeout < 100*time.Millisecond || c.Issuer.Timeout > 60*time.Second {
 		return fmt.Errorf("issuer.timeout: expected 100ms..60s, found %s", c.Issuer.Timeout)
+	}
+	if z := strings.TrimSpace(c.Issuer.ZoneKey); z != "demo" {
+		if _, err := keys.ParseBlock(z, "ZPK"); err != nil {
+			return fmt.Errorf("issuer.zone_key: %v", err)
+		}
+	}
+	if c.Admin.Addr != "" {
+		if err := CheckExposure("admin.addr", c.Admin.Addr, c.Admin.TLS.Cert != "" && c.Admin.TLS.Key != "", c.Admin.TokenFile != ""); err != nil {
+			return err
+		}
+	}
+	if c.Console.Addr != "" && c.Console.Addr != "off" {
+		// the console authenticates its users but serves no TLS yet: loopback only (behind a
+		// TLS-terminating proxy on the same host) until it does
+		if err := CheckExposure("console.addr", c.Console.Addr, false, true); err != nil {
+			return err
+		}
+	}
+	if c.HSM.Module != "" && c.HSM.Module != "software" && c.HSM.Token == "" {
+		return fmt.Errorf("hsm.token: expected the label of the token on %s", c.HSM.Module)
 	}
 	if c.SignOn.Max < 0 || c.SignOn.Window < 0 {
 		return fmt.Errorf("signon: expected max_per_window ≥ 0 and window ≥ 0 (0 = the default 6 per 10m), found %d per %s", c.SignOn.Max, c.SignOn.Window)
@@ -244,6 +312,25 @@ func (c *Config) check() error {
 	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		return fmt.Errorf("log.format: expected json or text, found %q", c.Log.Format)
+	}
+	return nil
+}
+
+// CheckExposure refuses an HTTP surface (admin, console) on a non-loopback address unless it has
+// TLS and authentication: metrics, profiles and back-office pages are not for the open network.
+func CheckExposure(key, addr string, hasTLS, hasAuth bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s: expected host:port, found %q", key, addr)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	if !hasTLS || !hasAuth {
+		return fmt.Errorf("%s: %s is not a loopback address: binding it needs TLS (cert and key) and authentication configured; use 127.0.0.1 or configure both", key, addr)
 	}
 	return nil
 }

@@ -47,6 +47,9 @@ var (
 	ConfigReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoudan_config_reloads_total", Help: "Config reloads by result (applied, rejected).",
 	}, []string{"result"})
+	TLSHandshakeFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoudan_tls_handshake_failures_total", Help: "Terminal connections closed because their TLS handshake failed (plaintext, unknown CA, expired), by listener environment.",
+	}, []string{"env"})
 	SAFDelivered = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoudan_saf_reversals_total", Help: "Store-and-forward reversal attempts by result (acked, retry).",
 	}, []string{"result"})
@@ -55,7 +58,7 @@ var (
 func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		Transactions, RuleHits, TerminalLatency, IssuerLatency, JournalLatency, JournalGroup, ConnectedTerminals,
-		FormatErrors, LateAnswers, ConfigReloads, SAFDelivered, Rejects, RejectsDropped, SignOns, Unauthenticated)
+		FormatErrors, LateAnswers, ConfigReloads, SAFDelivered, Rejects, RejectsDropped, SignOns, Unauthenticated, TLSHandshakeFailures)
 }
 
 // Unauthenticated frames (issue 18).

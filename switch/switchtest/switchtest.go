@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	rc "github.com/shoudan/shoudan/responsecodes"
 	"github.com/shoudan/shoudan/switch/app"
+	"github.com/shoudan/shoudan/switch/hsm"
 	"github.com/shoudan/shoudan/switch/journal/pginstance"
 	"github.com/shoudan/shoudan/terminals"
 	"github.com/shoudan/shoudan/terminals/device"
@@ -56,6 +57,9 @@ func Main(m *testing.M, after ...func()) {
 	}
 	if binary.dir != "" {
 		os.RemoveAll(binary.dir)
+	}
+	if tokens.dir != "" {
+		os.RemoveAll(tokens.dir)
 	}
 	if shared.in != nil {
 		_ = shared.in.Stop()
@@ -103,6 +107,42 @@ func NewDatabase(t testing.TB, url string) string {
 		t.Fatal(err)
 	}
 	return strings.Replace(url, "dbname=postgres", "dbname="+name, 1)
+}
+
+var tokens struct {
+	once   sync.Once
+	dir    string
+	module string
+	err    error
+}
+
+// Token initialises a fresh SoftHSM2 token for one test switch on the package's shared token
+// directory (SoftHSM reads its config once per process, so a test process shares one directory
+// the way its switches share one PostgreSQL) and returns the config that opens it.
+func Token(t testing.TB) app.HSMConfig {
+	tokens.once.Do(func() {
+		if tokens.module, tokens.err = hsm.SoftHSMModule(); tokens.err != nil {
+			return
+		}
+		if tokens.dir, tokens.err = os.MkdirTemp("", "shoudan-hsm-"); tokens.err != nil {
+			return
+		}
+		conf := tokens.dir + "/softhsm2.conf"
+		_ = os.Mkdir(tokens.dir+"/tokens", 0o700)
+		tokens.err = os.WriteFile(conf, []byte("directories.tokendir = "+tokens.dir+"/tokens\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600)
+		if tokens.err == nil {
+			tokens.err = os.Setenv("SOFTHSM2_CONF", conf)
+		}
+	})
+	if tokens.err != nil {
+		t.Fatalf("test security module: %v", tokens.err)
+	}
+	label := fmt.Sprintf("t%d_%d", os.Getpid(), shared.n.Add(1))
+	pin := fmt.Sprintf("pin-%d", shared.n.Add(1))
+	if err := hsm.InitToken(tokens.module, label, "so-"+pin, pin); err != nil {
+		t.Fatalf("test security module: %v", err)
+	}
+	return app.HSMConfig{Module: tokens.module, Token: label, PIN: pin}
 }
 
 // Options shape a test switch.
@@ -161,7 +201,11 @@ func Start(t testing.TB, o Options) *Switch {
 	}
 	c.DataDir = dir
 	c.Database.URL = o.DatabaseURL
+	if c.HSM.Module == "" {
+		c.HSM = Token(t)
+	}
 	if o.Peer != nil {
+		c.HSM = o.Peer.Config.HSM // the nodes of a deployment share one security module (its KEK)
 		c.Database.URL = o.Peer.Config.Database.URL
 		key, err := os.ReadFile(o.Peer.Config.DataDir + "/journal.key")
 		if err != nil {
@@ -202,7 +246,7 @@ func Start(t testing.TB, o Options) *Switch {
 }
 
 // DemoTMK is the demo terminals' master key.
-var DemoTMK = []byte{0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF, 0xFE, 0xDC, 0xBA, 0x98, 0x76, 0x54, 0x32, 0x10}
+var DemoTMK = device.DemoTMK
 
 // Terminal connects registered terminal tid to the listener of its environment (or env when
 // given), not signed on.
@@ -217,7 +261,7 @@ func (s *Switch) Terminal(tid string, env ...terminals.Environment) *device.Term
 	cfg := device.Config{TID: tid, MID: "898310058120001", Serial: "SN-UNKNOWN", TMK: DemoTMK, Timeout: 10 * time.Second}
 	e := terminals.Production
 	if term != nil {
-		cfg.MID, cfg.Serial, cfg.TMK, e = term.MID, term.Serial, term.TMK, term.Env
+		cfg.MID, cfg.Serial, cfg.TMK, e = term.MID, term.Serial, device.TMKOf(term.DemoTMK), term.Env
 	}
 	if len(env) > 0 {
 		e = env[0]

@@ -44,6 +44,21 @@ func (c Config) operator() string {
 	return fmt.Sprintf("%-3.3s", c.Operator)
 }
 
+// DemoTMK is the published test master key the simulated terminals are loaded with when the
+// config gives a terminal `tmk: demo` (the switch imports the same value into its security
+// module at start). A test key, printed in every manual of this kind: never a real terminal's.
+var DemoTMK = []byte{0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF, 0xFE, 0xDC, 0xBA, 0x98, 0x76, 0x54, 0x32, 0x10}
+
+// TMKOf is the master key a simulated terminal holds for a registered terminal: the demo key
+// when it is configured with one, else nil (a real key lives only in the real terminal and the
+// security module).
+func TMKOf(demo bool) []byte {
+	if demo {
+		return DemoTMK
+	}
+	return nil
+}
+
 // State is what a terminal remembers between transactions (a real one keeps it in flash).
 type State struct {
 	Batch string           `json:"batch"`

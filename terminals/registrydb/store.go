@@ -5,8 +5,9 @@
 // optional audit hook, and committed with a NOTIFY; every node then rebuilds its immutable
 // snapshot (Follow). A snapshot is safe to lose: it is rebuilt from the tables at any time.
 //
-// Terminal master keys are stored sealed under the journal key, never in clear; a Spec read
-// from the database carries them sealed (TMKSealed) too.
+// Terminal master keys are KB1 blocks wrapped under the security module's KEK (or "demo"), and
+// stored sealed under the journal key on top; a Spec read from the database carries them sealed
+// (TMKSealed) too.
 package registrydb
 
 import (
@@ -301,7 +302,7 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, spec *terminals.Spec, reg 
 			continue
 		}
 		t := reg.Terminal(d.TID, d.MID)
-		sealed, err := s.sealedKey(sealedOf[d.TID+"|"+d.MID], t.TMK)
+		sealed, err := s.sealedKey(sealedOf[d.TID+"|"+d.MID], t.TMKText())
 		if err != nil {
 			return err
 		}
@@ -320,7 +321,7 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, spec *terminals.Spec, reg 
 			return tx.SendBatch(ctx, b).Close()
 		}
 		l, _ := reg.LoadTemplate()
-		sealed, err := s.sealedKey(spec.Load.TMKSealed, l.TMK)
+		sealed, err := s.sealedKey(spec.Load.TMKSealed, l.TMKText())
 		if err != nil {
 			return err
 		}
@@ -332,14 +333,14 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, spec *terminals.Spec, reg 
 }
 
 // sealedKey is the sealed form of a key: as given when it came sealed, else sealed now.
-func (s *Store) sealedKey(sealedHex string, clear []byte) ([]byte, error) {
+func (s *Store) sealedKey(sealedHex string, text string) ([]byte, error) {
 	if sealedHex != "" {
 		return hex.DecodeString(sealedHex)
 	}
-	if len(clear) == 0 {
+	if text == "" {
 		return nil, errors.New("registry: a terminal without a master key")
 	}
-	return s.Keys.Seal(clear), nil
+	return s.Keys.Seal([]byte(text)), nil
 }
 
 func dateOnly(t *time.Time) any {
@@ -362,15 +363,11 @@ func find(ds []terminals.Difference, kind string) *terminals.Difference {
 func (s *Store) sealSpec(spec *terminals.Spec) {
 	for i := range spec.Terminals {
 		if t := &spec.Terminals[i]; t.TMK != "" {
-			if k, err := hex.DecodeString(t.TMK); err == nil {
-				t.TMKSealed, t.TMK = hex.EncodeToString(s.Keys.Seal(k)), ""
-			}
+			t.TMKSealed, t.TMK = hex.EncodeToString(s.Keys.Seal([]byte(t.TMK))), ""
 		}
 	}
 	if l := spec.Load; l != nil && l.TMK != "" {
-		if k, err := hex.DecodeString(l.TMK); err == nil {
-			l.TMKSealed, l.TMK = hex.EncodeToString(s.Keys.Seal(k)), ""
-		}
+		l.TMKSealed, l.TMK = hex.EncodeToString(s.Keys.Seal([]byte(l.TMK))), ""
 	}
 }
 

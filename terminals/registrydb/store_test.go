@@ -1,6 +1,7 @@
 package registrydb_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/shoudan/shoudan/spec/keys"
 	"github.com/shoudan/shoudan/switch/app"
 	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/switch/switchtest"
@@ -105,11 +107,14 @@ func TestTwoNodesSeeEachOthersChanges(t *testing.T) {
 	assert.False(t, waitVersion(t, b, ch.Version).Terminal("10000001", demoMID).Enabled)
 	assert.Equal(t, []string{"terminal 10000001 of merchant 898310058120001: enabled true → false"}, ch.Lines())
 
-	ch, err = b.store.RegisterTerminal(ctx, "bob", terminals.TerminalSpec{TID: "10000099", MID: demoMID, Serial: "SN-NEW", TMK: "00112233445566778899AABBCCDDEEFF"})
+	block := keys.Block{Usage: "TMK", KEK: "0A1B2C3D", KCV: "08D7B4", Wrapped: bytes.Repeat([]byte{0x5A}, 24)}.String()
+	ch, err = b.store.RegisterTerminal(ctx, "bob", terminals.TerminalSpec{TID: "10000099", MID: demoMID, Serial: "SN-NEW", TMK: block})
 	require.NoError(t, err)
 	nt := waitVersion(t, a, ch.Version).Terminal("10000099", demoMID)
 	require.NotNil(t, nt)
-	assert.Equal(t, "00112233445566778899aabbccddeeff", strings.ToLower(hexs(nt.TMK)))
+	assert.Equal(t, block, nt.TMKText(), "the wrapped block as registered")
+	_, err = b.store.RegisterTerminal(ctx, "bob", terminals.TerminalSpec{TID: "10000098", MID: demoMID, Serial: "SN-NEW", TMK: "00112233445566778899AABBCCDDEEFF"})
+	require.Error(t, err, "a clear TMK is registered")
 
 	hist, err := a.store.History(ctx, 10)
 	require.NoError(t, err)
@@ -150,11 +155,11 @@ func TestInvalidChangeRefused(t *testing.T) {
 	require.ErrorAs(t, err, &ce)
 	assert.Contains(t, err.Error(), `expected a date YYYY-MM-DD, found "tomorrow"`)
 
-	_, err = a.store.RegisterTerminal(ctx, "alice", terminals.TerminalSpec{TID: "10000098", MID: "898310058129999", Serial: "X", TMK: "0123456789ABCDEF"})
+	_, err = a.store.RegisterTerminal(ctx, "alice", terminals.TerminalSpec{TID: "10000098", MID: "898310058129999", Serial: "X", TMK: "demo"})
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, "mid", ce.Field)
 
-	_, err = a.store.RegisterTerminal(ctx, "alice", terminals.TerminalSpec{TID: "10000001", MID: demoMID, Serial: "X", TMK: "0123456789ABCDEF"})
+	_, err = a.store.RegisterTerminal(ctx, "alice", terminals.TerminalSpec{TID: "10000001", MID: demoMID, Serial: "X", TMK: "demo"})
 	require.ErrorIs(t, err, registrydb.ErrExists)
 	_, err = a.store.SetTerminalQPS(ctx, "alice", "1234", demoMID, true)
 	require.ErrorIs(t, err, registrydb.ErrNotFound)
@@ -212,6 +217,7 @@ func TestKeysSealedAndExportRoundTrip(t *testing.T) {
 	var raw []byte
 	require.NoError(t, a.j.Pool.QueryRow(ctx, "SELECT tmk_enc FROM terminal WHERE tid='10000001'").Scan(&raw))
 	assert.NotContains(t, hexs(raw), "0123456789abcdeffedcba9876543210")
+	assert.NotContains(t, string(raw), "demo", "sealed, not as written")
 	var js string
 	require.NoError(t, a.j.Pool.QueryRow(ctx, "SELECT spec::text FROM registry_import").Scan(&js))
 	assert.NotContains(t, strings.ToLower(js), "0123456789abcdeffedcba9876543210", "the import record holds no clear key")
@@ -272,7 +278,7 @@ func TestFileImportAppliesOnlyFileChanges(t *testing.T) {
 
 	ch, err = a.store.ImportFile(ctx, "file", demoSpec(t, func(y string) string {
 		y = strings.Replace(y, `qps_limit: "1000.00"`, `qps_limit: "2000.00"`, 1)
-		return strings.Replace(y, `  - {tid: "10000011"`, `  - {tid: "10000012", mid: "898310058120010", serial: SN-X, tmk: 0123456789ABCDEF}
+		return strings.Replace(y, `  - {tid: "10000011"`, `  - {tid: "10000012", mid: "898310058120010", serial: SN-X, tmk: demo}
   - {tid: "10000011"`, 1)
 	}))
 	require.NoError(t, err)

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/shoudan/shoudan/spec/keys"
+	"github.com/shoudan/shoudan/switch/app"
+	"github.com/stretchr/testify/require"
+)
+
+// The key ceremony as an operator runs it: two components on stdin, their check values and the
+// combined one printed, the terminal's tmk in the config replaced by a KB1 block that carries
+// the combined key's check value and no clear key. A mistyped component gives another check
+// value, stores nothing and leaves the config byte for byte as it was; so does a confirmation
+// that does not match.
+func TestKeyCeremonyWritesOnlyAWrappedBlock(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "shoudan.yaml")
+	y := strings.Replace(string(app.Demo), "data_dir: ./data", "data_dir: "+dir, 1)
+	require.NoError(t, os.WriteFile(cfg, []byte(y), 0o644))
+	c1, c2 := "0123456789ABCDEF0123456789ABCDEF", "1032547698BADCFE1133557799BBDDFF"
+	clear := make([]byte, 16)
+	a, b := unhexT(c1), unhexT(c2)
+	for i := range clear {
+		clear[i] = a[i] ^ b[i]
+	}
+	k, _ := keys.KCV(clear)
+	kcv := strings.ToUpper(hex.EncodeToString(k[:3]))
+
+	var out bytes.Buffer
+	wrong := "0123456789ABCDEF0123456789ABCDCF" // one digit mistyped
+	err := runCeremony(strings.NewReader(wrong+"\n"+c2+"\n"+kcv+"\n"), &out, cfg, "TMK", "10000002", 2, "", false)
+	require.ErrorContains(t, err, "nothing stored")
+	after, _ := os.ReadFile(cfg)
+	require.Equal(t, y, string(after), "a failed ceremony changed the config")
+
+	out.Reset()
+	require.NoError(t, runCeremony(strings.NewReader(c1+"\n"+c2+"\n"+kcv+"\n"), &out, cfg, "TMK", "10000002", 2, "", false))
+	require.Contains(t, out.String(), "Combined key check value: "+kcv)
+	after, _ = os.ReadFile(cfg)
+	require.NotContains(t, string(after), hex.EncodeToString(clear))
+	require.NotContains(t, strings.ToUpper(string(after)), strings.ToUpper(hex.EncodeToString(clear)))
+	_, reg, err := app.Load(cfg)
+	require.NoError(t, err)
+	term := reg.Terminal("10000002", "898310053110002")
+	require.NotNil(t, term)
+	require.False(t, term.DemoTMK)
+	require.Equal(t, kcv, term.TMK.KCV)
+	require.Equal(t, strings.Count(y, "\n"), strings.Count(string(after), "\n"), "only the one value changed")
+
+	// the zone PIN key the same way, with the check value given up front; a wrong one stores nothing
+	out.Reset()
+	before := string(after)
+	require.Error(t, runCeremony(strings.NewReader(c1+"\n"+c2+"\n"), &out, cfg, "ZPK", "", 2, "000000", false))
+	after, _ = os.ReadFile(cfg)
+	require.Equal(t, before, string(after))
+	require.NoError(t, runCeremony(strings.NewReader(c1+"\n"+c2+"\n"), &out, cfg, "ZPK", "", 2, kcv, false))
+	c, _, err := app.Load(cfg)
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(c.Issuer.ZoneKey, "KB1.ZPK."), c.Issuer.ZoneKey)
+	for _, f := range []string{"pin", "so-pin"} {
+		st, err := os.Stat(filepath.Join(dir, "hsm", f))
+		require.NoError(t, err)
+		require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), f)
+	}
+}
+
+func unhexT(s string) []byte { b, _ := hex.DecodeString(s); return b }
