@@ -5,6 +5,7 @@ package switchtest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -252,13 +253,23 @@ var DemoTMK = device.DemoTMK
 // given), not signed on.
 func (s *Switch) Terminal(tid string, env ...terminals.Environment) *device.Terminal {
 	s.t.Helper()
+	d, err := s.DialTerminal(tid, nil, env...)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return d
+}
+
+// DialTerminal is Terminal over TLS (tc; nil = plain TCP), returning the dial error.
+func (s *Switch) DialTerminal(tid string, tc *tls.Config, env ...terminals.Environment) (*device.Terminal, error) {
+	s.t.Helper()
 	var term *terminals.Terminal
 	for _, x := range s.Registry.Get().Terminals() {
 		if x.TID == tid {
 			term = x
 		}
 	}
-	cfg := device.Config{TID: tid, MID: "898310058120001", Serial: "SN-UNKNOWN", TMK: DemoTMK, Timeout: 10 * time.Second}
+	cfg := device.Config{TID: tid, MID: "898310058120001", Serial: "SN-UNKNOWN", TMK: DemoTMK, Timeout: 10 * time.Second, TLS: tc}
 	e := terminals.Production
 	if term != nil {
 		cfg.MID, cfg.Serial, cfg.TMK, e = term.MID, term.Serial, device.TMKOf(term.DemoTMK), term.Env
@@ -268,14 +279,14 @@ func (s *Switch) Terminal(tid string, env ...terminals.Environment) *device.Term
 	}
 	d, err := device.Dial(s.Addr(e), cfg)
 	if err != nil {
-		s.t.Fatal(err)
+		return nil, err
 	}
 	s.mu.Lock()
 	d.STAN = s.stans[tid] // a terminal's STAN outlives its connection: each connection gets its own range
 	s.stans[tid] += 10000
 	s.mu.Unlock()
 	s.t.Cleanup(func() { d.Close() })
-	return d
+	return d, nil
 }
 
 // SignedOn is Terminal followed by a successful sign-on.

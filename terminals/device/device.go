@@ -6,6 +6,7 @@
 package device
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -25,6 +26,7 @@ type Config struct {
 	Serial   string
 	SDK      string // application / SDK version sent in F59 A2 05
 	TMK      []byte
+	TLS      *tls.Config // nil = plain TCP
 	NMI      string // sign-on key layout: 001, 003 (default) or 004
 	TestMode bool   // header digit 5 = 1
 	Timeout  time.Duration
@@ -75,6 +77,14 @@ type Terminal struct {
 	mu   sync.Mutex
 }
 
+// ConnState is the TLS state of the terminal's connection (the zero value on plain TCP).
+func (t *Terminal) ConnState() tls.ConnectionState {
+	if tc, ok := t.conn.(*tls.Conn); ok {
+		return tc.ConnectionState()
+	}
+	return tls.ConnectionState{}
+}
+
 // Dial connects a terminal to a switch listener.
 func Dial(addr string, c Config) (*Terminal, error) {
 	if c.NMI == "" {
@@ -93,6 +103,21 @@ func Dial(addr string, c Config) (*Terminal, error) {
 	conn, err := dialer.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if c.TLS != nil { // the handshake now, so that a refused certificate is Dial's error
+		tcfg := c.TLS
+		if tcfg.ServerName == "" && !tcfg.InsecureSkipVerify {
+			tcfg = tcfg.Clone()
+			tcfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		tc := tls.Client(conn, tcfg)
+		_ = conn.SetDeadline(time.Now().Add(c.Timeout))
+		if err := tc.Handshake(); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("TLS: %w", err)
+		}
+		_ = conn.SetDeadline(time.Time{})
+		conn = tc
 	}
 	return &Terminal{Config: c, State: State{Batch: "000000"}, conn: conn}, nil
 }
