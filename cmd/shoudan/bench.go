@@ -115,7 +115,7 @@ absolute numbers.`,
 	fl.IntVar(&f.terminals, "terminals", 128, "terminals (closed loop: transactions in flight)")
 	fl.IntVar(&f.idle, "idle", 10000, "open loop: extra terminals connected and idle")
 	fl.Float64Var(&f.rate, "rate", 1000, "open loop: purchases per second")
-	fl.StringVar(&f.phases, "phases", "frames,journal,closed,open", "phases to run")
+	fl.StringVar(&f.phases, "phases", "frames,journal,closed,open", "phases to run (also closed-software, open-software: the switch with the software security module, to compare)")
 	fl.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
 	fl.BoolVar(&f.keep, "keep", false, "keep the scratch directory (logs, PostgreSQL)")
 	c.AddCommand(frameServerCmd())
@@ -175,6 +175,28 @@ func runBench(ctx context.Context, reg *terminals.Registry, f benchFlags, progre
 		p.Name = "shoudan"
 		add(p)
 	}
+	// the same switch with the software security module (keys in memory): what the PKCS#11
+	// token costs, measured in the same run
+	software := []string{"SHOUDAN_HSM_MODULE=software"}
+	if has("closed-software") {
+		fmt.Fprintf(progress, "closed-software: the same, security module in software, %d terminals, %s\n", f.terminals, f.duration)
+		p, err := benchSwitchPhase(ctx, reg, dir, "closed-software", load, progress, software...)
+		if err != nil {
+			return nil, fmt.Errorf("closed-software: %w", err)
+		}
+		p.Name = "shoudan-software"
+		add(p)
+	}
+	if has("open-software") {
+		open := loadFlags{terminals: 200, idle: f.idle, rate: f.rate, duration: f.openDuration, mix: "purchase=100", quiet: true}
+		fmt.Fprintf(progress, "open-software: the same open loop, security module in software\n")
+		p, err := benchSwitchPhase(ctx, reg, dir, "open-software", open, progress, software...)
+		if err != nil {
+			return nil, fmt.Errorf("open-software: %w", err)
+		}
+		p.Name = "shoudan-open-software"
+		add(p)
+	}
 	if has("open") {
 		open := loadFlags{terminals: 200, idle: f.idle, rate: f.rate, duration: f.openDuration, mix: "purchase=100", quiet: true}
 		fmt.Fprintf(progress, "open: a fresh shoudan serve + shoudan issuer, %.0f/s with %d idle terminals connected, %s\n", f.rate, f.idle, f.openDuration)
@@ -196,6 +218,14 @@ func runBench(ctx context.Context, reg *terminals.Registry, f benchFlags, progre
 		approved := float64(sh.Approved) / sh.Seconds
 		rep.Targets = append(rep.Targets, BenchTarget{Name: "approved journaled purchases/s (closed loop)", Target: fmt.Sprintf(">= %.0f for %s", targetThroughput, f.duration),
 			Measured: approved, Met: approved >= targetThroughput, Conditions: f.duration >= time.Minute})
+	}
+	if sh, sw := byName["shoudan"], byName["shoudan-software"]; sh != nil && sw != nil && sw.Throughput > 0 {
+		r := sh.Throughput / sw.Throughput
+		rep.Ratios["pkcs11/software"] = r
+		rep.Targets = append(rep.Targets, BenchTarget{Name: "closed-loop throughput, PKCS#11 token / software module", Target: ">= 0.90", Measured: r, Met: r >= 0.9, Conditions: true})
+	}
+	if op, sw := byName["shoudan-open"], byName["shoudan-open-software"]; op != nil && sw != nil {
+		rep.Ratios["added_p99_ms pkcs11-software"] = op.AddedMS["p99"] - sw.AddedMS["p99"]
 	}
 	if op := byName["shoudan-open"]; op != nil {
 		p99 := op.AddedMS["p99"]
@@ -454,13 +484,13 @@ type benchSwitch struct {
 // simulated issuer, each its own process as in a deployment: the issuer's ledger of held
 // authorisations is not counted in the switch's memory, and one phase's leftovers (a large
 // journal, a checkpoint due) do not land in the next phase.
-func benchSwitchPhase(ctx context.Context, reg *terminals.Registry, dir, name string, load loadFlags, progress io.Writer) (*BenchPhase, error) {
+func benchSwitchPhase(ctx context.Context, reg *terminals.Registry, dir, name string, load loadFlags, progress io.Writer, env ...string) (*BenchPhase, error) {
 	pg, err := phasePostgres(ctx, dir, name, progress)
 	if err != nil {
 		return nil, err
 	}
 	defer pg.Stop()
-	sw, err := startSwitch(ctx, filepath.Join(dir, name), pg.URL())
+	sw, err := startSwitch(ctx, filepath.Join(dir, name), pg.URL(), env...)
 	if err != nil {
 		return nil, err
 	}
@@ -471,7 +501,7 @@ func benchSwitchPhase(ctx context.Context, reg *terminals.Registry, dir, name st
 // startSwitch runs `shoudan issuer` (the demo's simulated issuer) and `shoudan serve` (the demo
 // config on free ports, pointed at that issuer) as their own processes, with the given database
 // and data directories under dir.
-func startSwitch(ctx context.Context, dir, dbURL string) (*benchSwitch, error) {
+func startSwitch(ctx context.Context, dir, dbURL string, env ...string) (*benchSwitch, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -515,7 +545,7 @@ func startSwitch(ctx context.Context, dir, dbURL string) (*benchSwitch, error) {
 		stopProcess(issuer)
 		return nil, err
 	}
-	proc, lines, err := spawn(ctx, []string{"SHOUDAN_DATABASE_URL=" + dbURL, "SHOUDAN_DATA_DIR=" + filepath.Join(dir, "switch"), "SHOUDAN_ISSUER_ADDRS=" + issuerAddr},
+	proc, lines, err := spawn(ctx, append([]string{"SHOUDAN_DATABASE_URL=" + dbURL, "SHOUDAN_DATA_DIR=" + filepath.Join(dir, "switch"), "SHOUDAN_ISSUER_ADDRS=" + issuerAddr}, env...),
 		filepath.Join(dir, "switch.log"), exe, "serve", "-c", cfg)
 	if err != nil {
 		stopProcess(issuer)

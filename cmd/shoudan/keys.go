@@ -53,6 +53,9 @@ component is written anywhere.`,
 }
 
 func runCeremony(in io.Reader, out io.Writer, cfgPath, usage, tid string, n int, expect string, print bool) error {
+	if err := app.NoCoreDumps(); err != nil { // the components pass through this process
+		return err
+	}
 	path, err := configPath(cfgPath)
 	if err != nil {
 		return err

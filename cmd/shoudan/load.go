@@ -173,13 +173,17 @@ func runLoad(ctx context.Context, reg *terminals.Registry, f loadFlags, progress
 	for _, x := range reg.Terminals() {
 		byTID[x.TID] = x
 	}
+	tc, err := terminalTLS.config()
+	if err != nil {
+		return nil, nil, err
+	}
 	var cfgs []device.Config
 	for i := 0; i < need; i++ {
 		t := byTID[terminals.LoadTID(i)]
 		if t == nil {
 			return nil, nil, fmt.Errorf("load terminal %s is not in the config: raise load_terminals.count to at least %d", terminals.LoadTID(i), need)
 		}
-		cfgs = append(cfgs, device.Config{TID: t.TID, MID: t.MID, Serial: t.Serial, TMK: device.TMKOf(t.DemoTMK), Timeout: 15 * time.Second})
+		cfgs = append(cfgs, device.Config{TID: t.TID, MID: t.MID, Serial: t.Serial, TMK: device.TMKOf(t.DemoTMK), Timeout: 15 * time.Second, TLS: tc})
 	}
 	// connect and sign on, 64 at a time
 	terms := make([]*loadTerminal, need)

@@ -60,6 +60,9 @@ func serveCmd(cfgPath *string) *cobra.Command {
 				}
 			}
 			app.TuneRuntime()
+			if err := app.NoCoreDumps(); err != nil {
+				return err
+			}
 			logw := app.NewLogWriter(os.Stderr, 100*time.Millisecond)
 			defer logw.Close()
 			log := app.NewLogger(c, logw)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/shoudan/shoudan/spec/money"
 	"github.com/shoudan/shoudan/spec/pos"
 	"github.com/shoudan/shoudan/switch/journal"
+	"github.com/shoudan/shoudan/switch/netserve"
 	"github.com/shoudan/shoudan/switch/query"
 	"github.com/shoudan/shoudan/terminals"
 	"github.com/shoudan/shoudan/terminals/device"
@@ -85,6 +87,10 @@ switch's business clock can be moved back for one transaction:
 	fl.StringVar(&f.sdk, "sdk", "3.2.1", "application / SDK version sent in F59")
 	fl.BoolVar(&f.asJSON, "json", false, "print the response as JSON")
 	fl.BoolVar(&f.showFrame, "frame", false, "print the response frame in hex too")
+	pf := c.PersistentFlags()
+	pf.StringVar(&terminalTLS.CA, "tls-ca", "", "speak TLS: the CA bundle the switch's certificate must chain to")
+	pf.StringVar(&terminalTLS.Cert, "tls-cert", "", "mutual TLS: the terminal's certificate (PEM)")
+	pf.StringVar(&terminalTLS.Key, "tls-key", "", "mutual TLS: the terminal's key (PEM)")
 	c.AddCommand(loadCmd(cfgPath))
 	return c
 }
@@ -93,6 +99,24 @@ switch's business clock can be moved back for one transaction:
 type errDeclined struct{ code string }
 
 func (e errDeclined) Error() string { return "declined with code " + e.code }
+
+// terminalTLS are the simulated terminals' TLS files (pos and pos load).
+var terminalTLS tlsFlags
+
+type tlsFlags struct{ CA, Cert, Key string }
+
+// config is the terminals' TLS config, nil for plain TCP.
+func (f tlsFlags) config() (*tls.Config, error) {
+	if f.CA == "" && f.Cert == "" {
+		return nil, nil
+	}
+	r, err := netserve.NewClientTLS(netserve.TLSFiles{Cert: f.Cert, Key: f.Key, ServerCA: f.CA}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-*: %w", err)
+	}
+	defer r.Close()
+	return r.Client(), nil
+}
 
 func runPOS(w io.Writer, cfgPath, kind string, f posFlags) error {
 	known := false
@@ -134,6 +158,9 @@ func runPOS(w io.Writer, cfgPath, kind string, f posFlags) error {
 		if t.TID == f.tid {
 			cfg = device.Config{TID: t.TID, MID: t.MID, Serial: t.Serial, TMK: device.TMKOf(t.DemoTMK), NMI: f.nmi, SDK: f.sdk}
 			env = t.Env
+			if cfg.TLS, err = terminalTLS.config(); err != nil {
+				return err
+			}
 			if f.addr == "" {
 				for _, l := range c.Listeners {
 					if l.Env == string(t.Env) {

@@ -14,6 +14,7 @@ import (
 	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/terminals"
 	"github.com/shoudan/shoudan/terminals/device"
+	"golang.org/x/sys/unix"
 )
 
 // Security is the switch's security module with what the app does with it besides the
@@ -160,6 +161,24 @@ func (a *App) checkKeys(c *Config, reg *terminals.Registry) error {
 		}
 		a.Config.Issuer.ZoneKey = c.Issuer.ZoneKey
 		a.Log.Info("zone PIN key changed", "kcv", zb.KCV)
+	}
+	return nil
+}
+
+// NoCoreDumps keeps keys and PINs out of core dumps: the core size limit is set to zero (hard
+// limit too, so nothing in the process raises it again), and as root the process is also made
+// non-dumpable, which stops other processes from attaching a debugger or reading its memory
+// through /proc. (Not as another user: a non-dumpable process cannot read its own /proc/self/fd,
+// which the process metrics need.)
+func NoCoreDumps() error {
+	if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{Cur: 0, Max: 0}); err != nil {
+		return fmt.Errorf("core dumps: setrlimit: %w", err)
+	}
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("core dumps: prctl: %w", err)
 	}
 	return nil
 }

@@ -146,6 +146,9 @@ func Token(t testing.TB) app.HSMConfig {
 	return app.HSMConfig{Module: tokens.module, Token: label, PIN: pin}
 }
 
+// TokenDir is the package's shared SoftHSM2 token directory ("" before the first Token).
+func TokenDir() string { return tokens.dir }
+
 // Options shape a test switch.
 type Options struct {
 	// Edit rewrites the demo config's YAML before it is loaded (add merchants, change rules).
