@@ -86,7 +86,7 @@ func TestRegistryChangeDecidesOnEveryNode(t *testing.T) {
 	assert.Equal(t, rc.Approved, tapA(100))
 
 	// a terminal registered on node A signs on and trades on node B
-	ch, err = a.RegistryDB.RegisterTerminal(ctx, "ops@a", terminals.TerminalSpec{TID: "10000077", MID: mid, Serial: "SN-CONSOLE-77", TMK: "0123456789ABCDEFFEDCBA9876543210"})
+	ch, err = a.RegistryDB.RegisterTerminal(ctx, "ops@a", terminals.TerminalSpec{TID: "10000077", MID: mid, Serial: "SN-CONSOLE-77", TMK: "demo"})
 	require.NoError(t, err)
 	reaches(t, b, ch.Version)
 	n := b.SignedOn("10000077")

@@ -19,7 +19,7 @@ func benchRegistry(b *testing.B, extra int) (*node, *node) {
 	a, c := openNode(b, url), openNode(b, url)
 	spec := demoSpec(b, nil)
 	for i := range extra {
-		spec.Terminals = append(spec.Terminals, terminals.TerminalSpec{TID: fmt.Sprintf("3%07d", i), MID: demoMID, Serial: fmt.Sprintf("SN-B-%d", i), TMK: "0123456789ABCDEFFEDCBA9876543210"})
+		spec.Terminals = append(spec.Terminals, terminals.TerminalSpec{TID: fmt.Sprintf("3%07d", i), MID: demoMID, Serial: fmt.Sprintf("SN-B-%d", i), TMK: "demo"})
 	}
 	_, err := a.store.ImportFile(context.Background(), "bench seed", spec)
 	require.NoError(b, err)
