@@ -20,7 +20,8 @@ const (
 	ActUserDisable    = "user_disable"
 	ActUserEnable     = "user_enable"
 	ActRefundDecision = "refund_decision"
-	ActDenied         = "denied" // a request outside the user's role or scope
+	ActWhatIf         = "whatif_preview" // a draft change replayed over the journal (what-if)
+	ActDenied         = "denied"         // a request outside the user's role or scope
 )
 
 // Entry is one line of the audit log: who did what, when and from where.

@@ -194,7 +194,7 @@ func (b *tab) click(sel string) int {
 // rows reads a table's body cells.
 func (b *tab) rows(sel string) [][]string {
 	b.t.Helper()
-	return value(b, chromedp.Evaluate[[][]string](`Array.from(document.querySelectorAll(` + jsString(sel+` tbody tr`) + `)).map(tr => Array.from(tr.cells).map(td => td.innerText.trim()))`))
+	return value(b, chromedp.Evaluate[[][]string](`Array.from(document.querySelectorAll(`+jsString(sel+` tbody tr`)+`)).map(tr => Array.from(tr.cells).map(td => td.innerText.trim()))`))
 }
 
 func jsString(s string) string { return fmt.Sprintf("%q", s) }

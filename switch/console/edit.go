@@ -20,6 +20,9 @@ type Editor interface {
 	RegisterTerminal(ctx context.Context, who string, t terminals.TerminalSpec) (*registrydb.Change, error)
 	SetTerminalEnabled(ctx context.Context, who, tid, mid string, on bool) (*registrydb.Change, error)
 	SetTerminalQPS(ctx context.Context, who, tid, mid string, on bool) (*registrydb.Change, error)
+	// Preview validates an edit like a change and returns the registry it would give, applying
+	// nothing (the what-if preview).
+	Preview(ctx context.Context, fn func(*terminals.Spec) error) (*registrydb.Change, error)
 }
 
 // changed reports a registry change on the page (or its error) and audits a refusal (an applied
@@ -104,31 +107,27 @@ func (c *Console) terminalChange(w http.ResponseWriter, r *http.Request, p *page
 	c.renderTerminal(w, r, p, c.registry().Terminal(t.TID, t.MID), status)
 }
 
-// merchantSave creates (POST /merchants) or updates (POST /merchants/{mid}) a merchant.
+// merchantSave creates (POST /merchants) or updates (POST /merchants/{mid}) a merchant; with
+// action=preview it applies nothing and shows what the change would have decided differently.
 func (c *Console) merchantSave(w http.ResponseWriter, r *http.Request, p *page) {
 	if !c.mayEdit(w, p, "merchants.edit") {
 		return
 	}
-	f := r.PostForm
-	mid := r.PathValue("mid")
-	create := mid == ""
-	if create {
-		mid = strings.TrimSpace(f.Get("mid"))
+	mid, create, m, wl := merchantSubmitted(r)
+	if !create && c.registry().Merchant(mid) == nil {
+		c.notFound(w, p)
+		return
 	}
-	m := terminals.MerchantSpec{MID: mid, Name: strings.TrimSpace(f.Get("name")), NameEN: strings.TrimSpace(f.Get("name_en")), MCC: strings.TrimSpace(f.Get("mcc")),
-		Enabled: checked(r, "enabled"), Direct: checked(r, "direct"), QPS: f.Get("qps") == "on", QPSLimit: strings.TrimSpace(f.Get("qps_limit")),
-		Refund: checked(r, "refund"), Acquirer: strings.TrimSpace(f.Get("acquirer"))}
-	wl := strings.TrimSpace(f.Get("whitelist"))
+	if r.PostForm.Get("action") == "preview" {
+		c.merchantPreview(w, r, p, mid, create, m, wl)
+		return
+	}
 	ctx := actorCtx(r, p)
 	var ch *registrydb.Change
 	var err error
 	if create {
 		ch, err = c.Edit.CreateMerchant(ctx, p.User.Login, m, wl)
 	} else {
-		if c.registry().Merchant(mid) == nil {
-			c.notFound(w, p)
-			return
-		}
 		ch, err = c.Edit.UpdateMerchant(ctx, p.User.Login, m, wl)
 	}
 	c.changed(r, p, "merchant "+mid, ch, err)
@@ -140,4 +139,19 @@ func (c *Console) merchantSave(w http.ResponseWriter, r *http.Request, p *page) 
 		return
 	}
 	c.renderMerchant(w, r, p, mid, nil, "", http.StatusOK)
+}
+
+// merchantSubmitted reads the merchant form: the MID (from the path, or the form when creating),
+// the merchant as submitted and its whitelist date.
+func merchantSubmitted(r *http.Request) (mid string, create bool, m terminals.MerchantSpec, whitelist string) {
+	f := r.PostForm
+	mid = r.PathValue("mid")
+	create = mid == ""
+	if create {
+		mid = strings.TrimSpace(f.Get("mid"))
+	}
+	m = terminals.MerchantSpec{MID: mid, Name: strings.TrimSpace(f.Get("name")), NameEN: strings.TrimSpace(f.Get("name_en")), MCC: strings.TrimSpace(f.Get("mcc")),
+		Enabled: checked(r, "enabled"), Direct: checked(r, "direct"), QPS: f.Get("qps") == "on", QPSLimit: strings.TrimSpace(f.Get("qps_limit")),
+		Refund: checked(r, "refund"), Acquirer: strings.TrimSpace(f.Get("acquirer"))}
+	return mid, create, m, strings.TrimSpace(f.Get("whitelist"))
 }

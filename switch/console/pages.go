@@ -11,6 +11,7 @@ import (
 	"github.com/shoudan/shoudan/switch/backoffice"
 	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/switch/query"
+	"github.com/shoudan/shoudan/switch/whatif"
 	"github.com/shoudan/shoudan/terminals"
 )
 
@@ -185,6 +186,7 @@ type merchantData struct {
 	Terminals []*terminals.Terminal
 	QPSLimit  int64
 	CanEdit   bool
+	Preview   *whatif.Report // what the submitted change would have decided differently
 }
 
 // merchantForm is the edit form's values: the merchant's, or what was submitted and refused.
@@ -222,6 +224,11 @@ func (c *Console) merchantDetail(w http.ResponseWriter, r *http.Request, p *page
 // renderMerchant shows a merchant (mid "new": the create form); submitted, when set, refills
 // the form after a refused change.
 func (c *Console) renderMerchant(w http.ResponseWriter, r *http.Request, p *page, mid string, submitted *terminals.MerchantSpec, wl string, status int) {
+	c.renderMerchantPreview(w, r, p, mid, submitted, wl, nil, status)
+}
+
+// renderMerchantPreview is renderMerchant with a what-if preview of the submitted change.
+func (c *Console) renderMerchantPreview(w http.ResponseWriter, r *http.Request, p *page, mid string, submitted *terminals.MerchantSpec, wl string, preview *whatif.Report, status int) {
 	reg := c.registry()
 	d := &merchantData{M: reg.Merchant(mid), QPSLimit: reg.Rules.QPSLimit, CanEdit: p.Can("merchants.edit") && c.Edit != nil}
 	if mid == "new" {
@@ -235,7 +242,7 @@ func (c *Console) renderMerchant(w http.ResponseWriter, r *http.Request, p *page
 		c.notFound(w, p)
 		return
 	}
-	d.Form = formOf(d.M)
+	d.Form, d.Preview = formOf(d.M), preview
 	if submitted != nil {
 		d.Form = specForm(submitted, wl)
 	}

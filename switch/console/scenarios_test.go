@@ -37,7 +37,7 @@ func buy(t *testing.T, d *device.Terminal, card device.Card, amounts ...int64) [
 func TestBrowserRoles(t *testing.T) {
 	e := start(t, switchtest.Options{})
 	for _, c := range []struct {
-		login, role string
+		login, role  string
 		menu, hidden []string
 	}{
 		{"admin", "收单管理员", []string{"商户管理", "审计日志", "操作员管理", "终端管理"}, nil},

@@ -31,14 +31,19 @@ func (s *Store) CreateMerchant(ctx context.Context, who string, m terminals.Merc
 // UpdateMerchant replaces a merchant's entry (MCC, names, enabled, direct connection, 双免 and
 // its limit, refund permission, acquirer) and its whitelist date ("" removes it).
 func (s *Store) UpdateMerchant(ctx context.Context, who string, m terminals.MerchantSpec, whitelist string) (*Change, error) {
-	return s.Edit(ctx, who, func(spec *terminals.Spec) error {
+	return s.Edit(ctx, who, MerchantUpdate(m, whitelist))
+}
+
+// MerchantUpdate is UpdateMerchant's edit, for Edit or Preview.
+func MerchantUpdate(m terminals.MerchantSpec, whitelist string) func(*terminals.Spec) error {
+	return func(spec *terminals.Spec) error {
 		if spec.Merchant(m.MID) == nil {
 			return fmt.Errorf("merchant %s: %w", m.MID, ErrNotFound)
 		}
 		spec.PutMerchant(m)
 		spec.SetWhitelist(m.MID, whitelist)
 		return nil
-	})
+	}
 }
 
 // SetWhitelist sets a merchant's 双免 whitelist registration date ("" removes it).

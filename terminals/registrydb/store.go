@@ -202,6 +202,35 @@ func (s *Store) Edit(ctx context.Context, who string, fn func(*terminals.Spec) e
 	})
 }
 
+// Preview is Edit without the write: the change fn would make to the current registry,
+// validated the same way, with the registry it would give (what-if replays the journal against
+// it). Nothing is locked, written or notified.
+func (s *Store) Preview(ctx context.Context, fn func(*terminals.Spec) error) (*Change, error) {
+	cur, err := s.load(ctx, s.Pool)
+	if err != nil {
+		return nil, err
+	}
+	spec := cur.Spec()
+	if err := fn(spec); err != nil {
+		return nil, err
+	}
+	reg, ds, err := s.next(cur, spec)
+	if err != nil {
+		return nil, err
+	}
+	return &Change{Version: cur.Version, At: time.Now(), Differences: ds, Registry: reg}, nil
+}
+
+// next validates spec as the successor of cur: the registry it builds and what differs.
+func (s *Store) next(cur *terminals.Registry, spec *terminals.Spec) (*terminals.Registry, []terminals.Difference, error) {
+	s.sealSpec(spec) // the snapshot's spec, like the tables, never holds a key in clear
+	reg, err := spec.Build(s.open)
+	if err != nil {
+		return nil, nil, err
+	}
+	return reg, terminals.Diff(cur, reg), nil
+}
+
 // change runs one registry transaction: next computes the new spec from the current snapshot.
 func (s *Store) change(ctx context.Context, who string, next func(pgx.Tx, *terminals.Registry) (*terminals.Spec, error)) (*Change, error) {
 	tx, err := s.Pool.Begin(ctx)
@@ -220,12 +249,11 @@ func (s *Store) change(ctx context.Context, who string, next func(pgx.Tx, *termi
 	if err != nil {
 		return nil, err
 	}
-	s.sealSpec(spec) // the snapshot's spec, like the tables, never holds a key in clear
-	reg, err := spec.Build(s.open)
+	reg, ds, err := s.next(cur, spec)
 	if err != nil {
 		return nil, err
 	}
-	c := &Change{Version: cur.Version, Who: who, At: time.Now(), Differences: terminals.Diff(cur, reg), Registry: reg}
+	c := &Change{Version: cur.Version, Who: who, At: time.Now(), Differences: ds, Registry: reg}
 	reg.Version = cur.Version
 	if c.Empty() {
 		return c, tx.Commit(ctx) // commits what next wrote (the import record), if anything
