@@ -21,7 +21,14 @@ type Issuer struct {
 	Limits  Limits
 	ZoneKey []byte // PIN blocks arrive under the zone PIN key
 	Now     func() time.Time
+	// early holds the keys of originals whose reversal arrived first (answered 25): a late
+	// original under such a key is declined, never charged, as real issuers do when a reversal
+	// overtakes its original (guarded by the ledger's lock)
+	early map[string]bool
 }
+
+// overtaken reports, under the ledger lock, whether req's reversal arrived before it.
+func (is *Issuer) overtaken(req *upstream.Message) bool { return is.early[upstream.Key(req)] }
 
 // Handle answers one upstream request. It is safe for concurrent use.
 func (is *Issuer) Handle(req *upstream.Message) *upstream.Message {
@@ -97,6 +104,9 @@ func (is *Issuer) purchase(req *upstream.Message) (string, string) {
 	l := is.Ledger
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if is.overtaken(req) {
+		return "12", ""
+	}
 	c, code := is.check(req)
 	if code != "" {
 		return code, ""
@@ -129,6 +139,9 @@ func (is *Issuer) void(req *upstream.Message) (string, string) {
 	l := is.Ledger
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if is.overtaken(req) {
+		return "12", ""
+	}
 	orig := l.auths[upstream.OriginalKey(req.Original)]
 	if orig == nil || orig.Kind != "purchase" {
 		return "25", ""
@@ -150,6 +163,9 @@ func (is *Issuer) refund(req *upstream.Message) (string, string) {
 	l := is.Ledger
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if is.overtaken(req) {
+		return "12", ""
+	}
 	c := l.cards[req.PAN]
 	if c == nil {
 		return "14", ""
@@ -161,13 +177,18 @@ func (is *Issuer) refund(req *upstream.Message) (string, string) {
 }
 
 // reverse undoes the original once; a repeat (or a reversal of something already reversed) is
-// answered 00 without touching the ledger again. A reversal of nothing is 25.
+// answered 00 without touching the ledger again. A reversal of nothing is 25, and the original,
+// should it still arrive (delayed in the network), is then declined.
 func (is *Issuer) reverse(req *upstream.Message) string {
 	l := is.Ledger
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	orig := l.auths[upstream.OriginalKey(req.Original)]
 	if orig == nil {
+		if is.early == nil {
+			is.early = map[string]bool{}
+		}
+		is.early[upstream.OriginalKey(req.Original)] = true
 		return "25"
 	}
 	switch orig.State {
