@@ -11,7 +11,6 @@ require (
 	github.com/mattn/go-runewidth v0.0.31
 	github.com/miekg/pkcs11 v1.1.1
 	github.com/moov-io/iso8583 v0.26.1
-	github.com/moov-io/iso8583-connection v0.9.0
 	github.com/prometheus/client_golang v1.22.0
 	github.com/spf13/cobra v1.9.1
 	github.com/spf13/viper v1.20.1

@@ -1,87 +1,253 @@
 // Package issuerlink carries transactions that passed the acquirer's checks to the issuer side:
-// an iso8583-connection Pool to one or more issuer addresses, trace numbers generated per link,
-// the 91/98 semantics, and store-and-forward of reversals.
+// shoudan's own client on the spec/upstream codec (several signed-on connections per issuer
+// endpoint, replaced at once when they die, echo-tested when they go silent), routes chosen by
+// BIN with a primary and a secondary endpoint each, trace numbers generated per link, the 91/98
+// semantics, and store-and-forward of reversals.
+//
+// No request can hang: Send returns within the link's timeout, with an answer, ErrNoRoute (91:
+// nothing was sent) or ErrTimeout (98: sent, outcome unknown; the caller reverses it).
 package issuerlink
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/moov-io/iso8583"
-	connection "github.com/moov-io/iso8583-connection"
-	"github.com/shoudan/shoudan/spec"
 	"github.com/shoudan/shoudan/spec/upstream"
 )
 
 var (
-	// ErrNoRoute: no live connection to any issuer address (the terminal gets 91).
+	// ErrNoRoute: no live connection to any endpoint of the route, or the request could not be
+	// written at all: nothing reached the issuer (the terminal gets 91).
 	ErrNoRoute = errors.New("issuer link: no route (link down)")
 	// ErrTimeout: the request may have reached the issuer but no answer came in time (98, and the
 	// transaction is reversed).
 	ErrTimeout = errors.New("issuer link: no answer in time")
 )
 
-// Link is the client side of the issuer connection.
-type Link struct {
-	pool    *connection.Pool
-	trace   atomic.Uint32
-	Timeout time.Duration
-	Log     *slog.Logger
-	// Late is called with answers that arrive after their request timed out; they are never
-	// honoured (the timed-out transaction is reversed).
+// DefaultRoute is the name of the route built from issuer.addrs.
+const DefaultRoute = "default"
+
+// Route is a named way to an issuer: a primary endpoint and, optionally, a secondary one that
+// fronts the same issuer (the same books: a reversal may go to either).
+type Route struct {
+	Name      string
+	Primary   string
+	Secondary string
+	// Institution is the issuer's institution code, sent as F100 (receiving institution) on
+	// every request of the route when set.
+	Institution string
+}
+
+// Config shapes a link. Zero values take the defaults in brackets.
+type Config struct {
+	Routes []Route
+	// BINs maps card-number prefixes to route names; the longest matching prefix wins, and a PAN
+	// no prefix matches takes Default (the first route when empty).
+	BINs    map[string]string
+	Default string
+
+	Conns          int           // connections per endpoint [4]
+	Timeout        time.Duration // a request's whole budget: queueing, writing, waiting [3s]
+	ConnectTimeout time.Duration // dialing one connection [2s]
+	WriteTimeout   time.Duration // one write [the timeout]
+	Echo           time.Duration // echo (0820) after this long without traffic [30s; <0 off]
+	MinBackoff     time.Duration // after the 2nd failed connection attempt in a row [100ms]
+	MaxBackoff     time.Duration // ceiling of the exponential backoff [5s]
+	// TLS, when set, dials every endpoint with it (mutual TLS when it carries a certificate);
+	// nil is plain TCP.
+	TLS *tls.Config
+	Log *slog.Logger
+	// Late hears of answers that arrive after their request timed out; they are never honoured
+	// (the timed-out transaction is reversed).
 	Late func(*upstream.Message)
 }
 
-// traceID matches responses on trace and transmission time: the switch's own numbers, never the
-// terminal's STAN (which collides across terminals).
-type traceID struct{}
-
-func (traceID) GenerateRequestID(m *iso8583.Message) (string, error) {
-	t, err := m.GetString(11)
-	if err != nil || t == "" {
-		return "", fmt.Errorf("upstream message without trace (F11)")
+func (c *Config) defaults() error {
+	if c.Conns == 0 {
+		c.Conns = 4
 	}
-	tm, _ := m.GetString(7)
-	return t + tm, nil
+	if c.Timeout == 0 {
+		c.Timeout = 3 * time.Second
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = 2 * time.Second
+	}
+	if c.WriteTimeout == 0 || c.WriteTimeout > c.Timeout {
+		c.WriteTimeout = c.Timeout
+	}
+	if c.Echo == 0 {
+		c.Echo = 30 * time.Second
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if len(c.Routes) == 0 {
+		return errors.New("issuer link: expected at least one route")
+	}
+	if c.Default == "" {
+		c.Default = c.Routes[0].Name
+	}
+	return nil
 }
 
-// Dial starts a pool to the issuer addresses; it keeps reconnecting in the background with
-// exponential backoff, so Dial succeeds even while the issuer is down.
-func Dial(addrs []string, timeout time.Duration, log *slog.Logger) (*Link, error) {
-	l := &Link{Timeout: timeout, Log: log}
-	l.trace.Store(uint32(time.Now().UnixNano() % 1000000))
-	factory := func(addr string) (*connection.Connection, error) {
-		return connection.New(addr, upstream.Dialect.Spec, upstream.ReadLen, upstream.WriteLen,
-			connection.SetMessageReader(upstream.Reader{}), connection.SetMessageWriter(upstream.Writer{}),
-			connection.SetRequestIDGenerator(traceID{}),
-			connection.ConnectTimeout(2*time.Second),
-			connection.SendTimeout(timeout),
-			connection.IdleTime(20*time.Second),
-			connection.PingHandler(func(c *connection.Connection) { l.echo(c) }),
-			connection.OnConnect(l.signOn),
-			connection.InboundMessageHandler(l.inbound),
-			connection.ErrorHandler(func(err error) {}),
-		)
-	}
-	pool, err := connection.NewPool(factory, addrs,
-		connection.PoolReconnectWait(200*time.Millisecond),
-		connection.PoolMaxReconnectWait(5*time.Second),
-		connection.PoolMinConnections(0))
-	if err != nil {
+// Link is the client side of the issuer connections.
+type Link struct {
+	cfg     Config
+	routes  map[string]*route
+	order   []string
+	bins    []bin // longest prefix first
+	trace   atomic.Uint32
+	closing atomic.Bool
+	// inflight counts Send calls under way (the drain waits for them)
+	inflight atomic.Int64
+
+	// Late is called with answers that arrive after their request timed out (settable after
+	// New; Config.Late is the same).
+	Late func(*upstream.Message)
+}
+
+type route struct {
+	Route
+	primary, secondary *Endpoint
+}
+
+type bin struct{ prefix, route string }
+
+// New starts the link: every endpoint's connections dial and sign on in the background, so New
+// succeeds while an issuer is down.
+func New(cfg Config) (*Link, error) {
+	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	if err := pool.Connect(); err != nil {
-		log.Warn("issuer link: not connected yet, retrying in the background", "err", err)
+	l := &Link{cfg: cfg, routes: map[string]*route{}}
+	l.cfg.Late = func(m *upstream.Message) {
+		if l.Late != nil {
+			l.Late(m)
+		} else if cfg.Late != nil {
+			cfg.Late(m)
+		}
 	}
-	l.pool = pool
+	l.trace.Store(uint32(time.Now().UnixNano() % 1000000))
+	eps := map[string]*Endpoint{} // an address shared by two routes is one pool
+	endpoint := func(addr string) *Endpoint {
+		if addr == "" {
+			return nil
+		}
+		if eps[addr] == nil {
+			eps[addr] = newEndpoint(l, addr)
+		}
+		return eps[addr]
+	}
+	for _, r := range cfg.Routes {
+		if r.Primary == "" {
+			return nil, fmt.Errorf("issuer link: route %q has no primary endpoint", r.Name)
+		}
+		l.routes[r.Name] = &route{Route: r, primary: endpoint(r.Primary), secondary: endpoint(r.Secondary)}
+		l.order = append(l.order, r.Name)
+	}
+	if l.routes[cfg.Default] == nil {
+		return nil, fmt.Errorf("issuer link: default route %q is not a route", cfg.Default)
+	}
+	for p, r := range cfg.BINs {
+		if l.routes[r] == nil {
+			return nil, fmt.Errorf("issuer link: BIN %s names route %q, which is not a route", p, r)
+		}
+		l.bins = append(l.bins, bin{p, r})
+	}
+	sort.Slice(l.bins, func(i, j int) bool {
+		if len(l.bins[i].prefix) != len(l.bins[j].prefix) {
+			return len(l.bins[i].prefix) > len(l.bins[j].prefix)
+		}
+		return l.bins[i].prefix < l.bins[j].prefix
+	})
 	return l, nil
 }
 
-// Up reports whether at least one issuer connection is live.
-func (l *Link) Up() bool { return l.pool.IsUp() }
+// Dial starts a link with one route, DefaultRoute: addrs[0] primary, addrs[1] secondary.
+func Dial(addrs []string, timeout time.Duration, log *slog.Logger) (*Link, error) {
+	r := Route{Name: DefaultRoute}
+	if len(addrs) > 0 {
+		r.Primary = addrs[0]
+	}
+	if len(addrs) > 1 {
+		r.Secondary = addrs[1]
+	}
+	return New(Config{Routes: []Route{r}, Timeout: timeout, Log: log})
+}
+
+func (l *Link) log() *slog.Logger { return l.cfg.Log }
+
+// RouteFor is the route a card number takes: the longest matching BIN prefix, else the default.
+func (l *Link) RouteFor(pan string) string {
+	for _, b := range l.bins {
+		if strings.HasPrefix(pan, b.prefix) {
+			return b.route
+		}
+	}
+	return l.cfg.Default
+}
+
+// HasRoute reports whether name is a configured route.
+func (l *Link) HasRoute(name string) bool { return l.routes[name] != nil }
+
+// Up reports whether every route has at least one healthy connection.
+func (l *Link) Up() bool {
+	for _, r := range l.routes {
+		if !r.up() {
+			return false
+		}
+	}
+	return true
+}
+
+// pick is a healthy connection of the primary, else of the secondary.
+func (r *route) pick() (*conn, bool) {
+	if c := r.primary.pick(); c != nil {
+		return c, false
+	}
+	if r.secondary != nil {
+		if c := r.secondary.pick(); c != nil {
+			return c, true
+		}
+	}
+	return nil, false
+}
+
+func (r *route) up() bool { return r.primary.Up() || (r.secondary != nil && r.secondary.Up()) }
+
+// RouteStatus is one route as operators see it.
+type RouteStatus struct {
+	Name                       string
+	Primary, Secondary         string
+	PrimaryLive, SecondaryLive int // signed-on connections
+}
+
+// Status lists the routes in config order with their live connections.
+func (l *Link) Status() []RouteStatus {
+	var out []RouteStatus
+	for _, n := range l.order {
+		r := l.routes[n]
+		s := RouteStatus{Name: n, Primary: r.Primary, Secondary: r.Secondary, PrimaryLive: r.primary.Live()}
+		if r.secondary != nil {
+			s.SecondaryLive = r.secondary.Live()
+		}
+		out = append(out, s)
+	}
+	return out
+}
 
 // NextTrace returns a fresh trace number and transmission time (F11, F7) for this link.
 func (l *Link) NextTrace() (string, string) {
@@ -89,66 +255,116 @@ func (l *Link) NextTrace() (string, string) {
 	return fmt.Sprintf("%06d", n), time.Now().Format("0102150405")
 }
 
-// Send sends a request and waits for its answer.
-func (l *Link) Send(req *upstream.Message) (*upstream.Message, error) {
-	c, err := l.pool.Get()
-	if err != nil {
-		return nil, ErrNoRoute
-	}
-	m, err := upstream.Marshal(req)
-	if err != nil {
-		// nothing was sent: the request cannot be expressed upstream
-		return nil, fmt.Errorf("%w: request does not marshal: %v", ErrNoRoute, err)
-	}
-	resp, err := c.Send(m, connection.SendTimeout(l.Timeout))
-	switch {
-	case errors.Is(err, connection.ErrSendTimeout), errors.Is(err, connection.ErrConnectionClosed):
-		// written or maybe written: the outcome is unknown, so it is a timeout (reverse it)
-		return nil, fmt.Errorf("%w: %v", ErrTimeout, err)
-	case err != nil:
-		return nil, fmt.Errorf("%w: %v", ErrNoRoute, err)
-	}
-	var out upstream.Message
-	if err := spec.Unmarshal(resp, &out); err != nil {
-		return nil, fmt.Errorf("%w: undecodable answer: %v", ErrTimeout, err)
-	}
-	return &out, nil
+// Via is where a request went: its route and the endpoint that carried it ("" when none did).
+type Via struct {
+	Route     string
+	Endpoint  string
+	Secondary bool
 }
 
-// signOn is the network sign-on (0800, 60 = 0001) sent on every new connection before it serves
-// requests: an issuer that refuses it leaves the connection out of the pool.
-func (l *Link) signOn(c *connection.Connection) error {
+// Send sends a request on the route of its card number and waits for the answer.
+func (l *Link) Send(req *upstream.Message) (*upstream.Message, error) {
+	resp, _, err := l.SendRoute(l.RouteFor(req.PAN), req)
+	return resp, err
+}
+
+// SendRoute sends a request on the named route (the default route when the name is unknown,
+// e.g. after a config change): to the primary endpoint while it has a healthy connection, else
+// to the secondary. A request that could not be written on one connection (nothing left) tries
+// another; once written, its outcome is the answer or ErrTimeout, within the link's timeout.
+func (l *Link) SendRoute(name string, req *upstream.Message) (*upstream.Message, Via, error) {
+	deadline := time.Now().Add(l.cfg.Timeout)
+	r := l.routes[name]
+	if r == nil {
+		r = l.routes[l.cfg.Default]
+	}
+	via := Via{Route: r.Name}
+	if l.closing.Load() {
+		return nil, via, fmt.Errorf("%w: the switch is shutting down", ErrNoRoute)
+	}
+	l.inflight.Add(1)
+	defer l.inflight.Add(-1)
+	if r.Institution != "" && req.Receiving == "" {
+		cp := *req
+		cp.Receiving = r.Institution
+		req = &cp
+	}
+	frame, err := encode(req)
+	if err != nil {
+		// nothing was sent: the request cannot be expressed upstream
+		return nil, via, fmt.Errorf("%w: request does not marshal: %v", ErrNoRoute, err)
+	}
+	k := key(req)
+	var last error
+	// with no healthy connection at all, wait a little for one being replaced (a dropped
+	// connection is redialled at once) before answering 91
+	wait := time.Now().Add(min(l.cfg.Timeout/4, 250*time.Millisecond))
+	for attempt := 0; attempt <= 2*l.cfg.Conns && time.Now().Before(deadline); attempt++ {
+		c, secondary := r.pick()
+		for c == nil && time.Now().Before(wait) {
+			time.Sleep(2 * time.Millisecond)
+			c, secondary = r.pick()
+		}
+		if c == nil {
+			break
+		}
+		via.Endpoint, via.Secondary = c.ep.Addr, secondary
+		resp, notSent, err := c.exchange(k, frame, deadline)
+		switch {
+		case err == nil:
+			return resp, via, nil
+		case notSent:
+			last = err
+			continue // nothing left: another connection may take it
+		default:
+			return nil, via, fmt.Errorf("%w: %s via %s: %v", ErrTimeout, r.Name, c.ep.Addr, err)
+		}
+	}
+	via.Endpoint, via.Secondary = "", false
+	why := "no live connection"
+	if last != nil {
+		why = "could not write on any connection"
+	}
+	where := r.Primary
+	if r.Secondary != "" {
+		where += " or " + r.Secondary
+	}
+	return nil, via, fmt.Errorf("%w: route %s: %s to %s", ErrNoRoute, r.Name, why, where)
+}
+
+// management is a network management request (sign-on 0800/0001, echo 0820/0301).
+func (l *Link) management(mti, code string) *upstream.Message {
 	trace, tm := l.NextTrace()
-	m, err := upstream.Marshal(&upstream.Message{MTI: "0800", Transmission: tm, Trace: trace, Private: "0001"})
-	if err != nil {
-		return err
+	return &upstream.Message{MTI: mti, Transmission: tm, Trace: trace, Private: code}
+}
+
+// Close stops taking requests, lets those under way finish until ctx ends (the drain
+// deadline), then closes every connection: requests still waiting end as ErrTimeout, and their
+// transactions are reversed.
+func (l *Link) Close(ctx context.Context) error {
+	l.closing.Store(true)
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for l.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			l.closeAll()
+			return nil
+		case <-t.C:
+		}
 	}
-	resp, err := c.Send(m, connection.SendTimeout(l.Timeout))
-	if err != nil {
-		return fmt.Errorf("issuer sign-on: %w", err)
-	}
-	if code, _ := resp.GetString(39); code != "00" {
-		return fmt.Errorf("issuer sign-on: answered %q", code)
-	}
+	l.closeAll()
 	return nil
 }
 
-// echo is the periodic network echo (0820, 60 = 0301) sent on an idle connection.
-func (l *Link) echo(c *connection.Connection) {
-	trace, tm := l.NextTrace()
-	m, _ := upstream.Marshal(&upstream.Message{MTI: "0820", Transmission: tm, Trace: trace, Private: "0301"})
-	_, _ = c.Send(m, connection.SendTimeout(l.Timeout))
-}
-
-func (l *Link) inbound(c *connection.Connection, m *iso8583.Message) {
-	var msg upstream.Message
-	if spec.Unmarshal(m, &msg) != nil {
-		return
-	}
-	if l.Late != nil && len(msg.MTI) == 4 && (msg.MTI[2] == '1' || msg.MTI[2] == '3') {
-		l.Late(&msg)
+func (l *Link) closeAll() {
+	seen := map[*Endpoint]bool{}
+	for _, r := range l.routes {
+		for _, e := range []*Endpoint{r.primary, r.secondary} {
+			if e != nil && !seen[e] {
+				seen[e] = true
+				e.close()
+			}
+		}
 	}
 }
-
-// Close closes the pool.
-func (l *Link) Close() error { return l.pool.Close() }

@@ -9,12 +9,14 @@ import (
 	"github.com/shoudan/shoudan/spec/upstream"
 )
 
-// Reversal is a reversal due for delivery: its queue id, how many times it was sent before, and
-// the 0420 to send.
+// Reversal is a reversal due for delivery: its queue id, how many times it was sent before, the
+// 0420 to send, and the route its original took (the issuer that holds it: a reversal never
+// follows the BIN table of the day, which may have changed).
 type Reversal struct {
 	ID       int64
 	Attempts int
 	Message  *upstream.Message
+	Route    string
 }
 
 // Queue is the durable store-and-forward queue (the journal implements it).
@@ -64,7 +66,18 @@ func (f *Forwarder) deliver(ctx context.Context, r Reversal) {
 		m.MTI = "0421" // repeat
 	}
 	m.Trace, m.Transmission = f.Link.NextTrace()
-	resp, err := f.Link.Send(&m)
+	route := r.Route
+	if route == "" { // sealed before routes were journaled: the card's route
+		route = f.Link.RouteFor(m.PAN)
+	}
+	if !f.Link.HasRoute(route) {
+		// only the issuer that has the original can reverse it; another would answer 25 and the
+		// hold would stay: keep it queued until the route is configured again
+		f.Log.Error("reversal held: its original's route is not configured", "id", r.ID, "route", route)
+		_ = f.Queue.Retry(ctx, r.ID, f.MaxBackoff, "route "+route+" is not configured")
+		return
+	}
+	resp, _, err := f.Link.SendRoute(route, &m)
 	if err == nil && (resp.RespCode == "00" || resp.RespCode == "25") {
 		// 25: the issuer never saw the original (e.g. it was swallowed): nothing to reverse
 		if err := f.Queue.Ack(ctx, r.ID); err != nil {
@@ -73,7 +86,7 @@ func (f *Forwarder) deliver(ctx context.Context, r Reversal) {
 		if f.Result != nil {
 			f.Result(true)
 		}
-		f.Log.Info("reversal delivered", "id", r.ID, "mti", m.MTI, "pan", spec.MaskPAN(m.PAN), "amount", m.Amount, "issuer_code", resp.RespCode)
+		f.Log.Info("reversal delivered", "id", r.ID, "mti", m.MTI, "pan", spec.MaskPAN(m.PAN), "amount", m.Amount, "issuer_code", resp.RespCode, "route", route)
 		return
 	}
 	why := "no answer"

@@ -60,6 +60,12 @@ type crashTerminal struct {
 	forgetful bool
 	// hasPending mirrors pending != nil for the test's goroutine
 	hasPending atomic.Bool
+	// card defaults to good; observe, when set, hears of every purchase and reversal exchange;
+	// reverseShare is the share of approved purchases the terminal reverses itself (as after a
+	// printer fault)
+	card         *device.Card
+	observe      func(kind string, start time.Time, took time.Duration, code string, err error)
+	reverseShare float64
 }
 
 type approval struct {
@@ -76,6 +82,9 @@ func (c *crashTerminal) conn(addr string) bool {
 		return false
 	}
 	d.Timeout = 3 * time.Second
+	if c.cfg.Timeout > 0 {
+		d.Timeout = c.cfg.Timeout
+	}
 	d.State = c.state
 	c.dev = d
 	return true
@@ -112,7 +121,9 @@ func (c *crashTerminal) step(addr string) {
 		}
 		c.signed = r.Code() == rc.Approved
 	case c.pending != nil:
+		start := time.Now()
 		r, err := c.dev.Reversal(c.pending, "98")
+		c.seen("reversal", start, r, err)
 		if err != nil {
 			c.drop()
 			return
@@ -122,11 +133,17 @@ func (c *crashTerminal) step(addr string) {
 			c.hasPending.Store(false)
 		}
 	default:
-		req, err := c.dev.PurchaseRequest(good, 1+rand.Int64N(1000))
+		card := good
+		if c.card != nil {
+			card = *c.card
+		}
+		req, err := c.dev.PurchaseRequest(card, 1+rand.Int64N(1000))
 		if err != nil {
 			return
 		}
+		start := time.Now()
 		r, err := c.dev.Exchange(pos.Purchase, req)
+		c.seen("purchase", start, r, err)
 		if err != nil { // no definite answer: reverse it before anything else
 			if !c.forgetful {
 				c.pending = &device.Result{Sent: req}
@@ -136,6 +153,10 @@ func (c *crashTerminal) step(addr string) {
 		}
 		switch r.Code() {
 		case rc.Approved:
+			if c.reverseShare > 0 && rand.Float64() < c.reverseShare {
+				c.pending = r
+				break
+			}
 			c.approved = append(c.approved, approval{r.Resp.RRN, req.Amount})
 		case rc.IssuerTimeout:
 			if !c.forgetful {
@@ -146,6 +167,17 @@ func (c *crashTerminal) step(addr string) {
 		}
 	}
 	c.hasPending.Store(c.pending != nil)
+}
+
+func (c *crashTerminal) seen(kind string, start time.Time, r *device.Result, err error) {
+	if c.observe == nil {
+		return
+	}
+	code := ""
+	if r != nil {
+		code = r.Code()
+	}
+	c.observe(kind, start, time.Since(start), code, err)
 }
 
 // runner runs the shoudan binary against the test's database and an issuer in the test process.
@@ -310,7 +342,18 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	require.Greater(t, total, 20, "the load produced approvals between the kills")
 
-	// 2. what the issuer still holds is exactly what the journal has approved
+	snap, held := assertMoney(t, pool, issuer)
+	t.Logf("%d kills; %d approvals seen by terminals; issuer: %d auths, %d held, %d reversal repeats answered idempotently",
+		kills, total, len(snap.Auths), held, snap.ReversalsRepeat)
+}
+
+// assertMoney checks the issuer's books against the journal: every purchase the issuer still
+// holds is journaled as approved and every approved purchase is held (so the held amount is the
+// journal's), and no reversal was applied twice. It returns the ledger and the count held.
+func assertMoney(t *testing.T, pool *pgxpool.Pool, issuer *sim.Server) (sim.Snapshot, int) {
+	t.Helper()
+	ctx := context.Background()
+	// what the issuer still holds is exactly what the journal has approved
 	rows, err := pool.Query(ctx, "SELECT '0200' || up_trace || up_time FROM txn WHERE kind='purchase' AND state='A'")
 	require.NoError(t, err)
 	approvedKeys := map[string]bool{}
@@ -331,10 +374,12 @@ func TestCrashRecovery(t *testing.T) {
 	for k := range approvedKeys {
 		assert.True(t, held[k], "journal approval %s is not charged at the issuer", k)
 	}
-	// 3. no reversal applied twice
+	// no reversal applied twice
 	assert.Equal(t, 0, snap.ReversalsTwice)
-	t.Logf("%d kills; %d approvals seen by terminals; issuer: %d auths, %d held, %d reversal repeats answered idempotently",
-		kills, total, len(snap.Auths), len(held), snap.ReversalsRepeat)
+	var journalAmount int64
+	require.NoError(t, pool.QueryRow(ctx, "SELECT coalesce(sum(amount), 0) FROM txn WHERE kind='purchase' AND state='A'").Scan(&journalAmount))
+	assert.Equal(t, journalAmount, snap.Held, "the issuer's held amount equals the journal's approved purchases")
+	return snap, len(held)
 }
 
 // TestRestartDeliversQueuedReversals: reversals queued while the issuer does not answer them

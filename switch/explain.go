@@ -60,6 +60,20 @@ func Explain(t *journal.Txn) Explanation {
 	return e
 }
 
+// WithRoute adds the issuer route the transaction took (journal.RouteOf; nil: none recorded).
+func (e Explanation) WithRoute(r *journal.Route) Explanation {
+	switch {
+	case r == nil:
+	case r.Endpoint == "":
+		e.Facts = append(e.Facts, fmt.Sprintf("issuer route %s: no endpoint of it was up", r.Route))
+	case r.Secondary:
+		e.Facts = append(e.Facts, fmt.Sprintf("issuer route %s, via its secondary endpoint %s (the primary was down)", r.Route, r.Endpoint))
+	default:
+		e.Facts = append(e.Facts, fmt.Sprintf("issuer route %s, via its primary endpoint %s", r.Route, r.Endpoint))
+	}
+	return e
+}
+
 // Write prints the explanation as text.
 func (e Explanation) Write(w io.Writer) {
 	fmt.Fprintln(w, e.Summary)

@@ -359,9 +359,10 @@ func (s *Switch) financial(ctx context.Context, t *Txn) []byte {
 	}
 	rec.RRN, up.RRN = rrn, rrn
 	rec.UpTrace, rec.UpTime = up.Trace, up.Transmission
+	t.Route = s.routeOf(ctx, t, up)
 	if reversible {
 		rec.WentUpstream = true // from here on an unknown outcome is reversed
-		rec.Reversal = s.sealReversal(reversalOf(up))
+		rec.Reversal = s.sealReversal(reversalOf(up), t.Route)
 	}
 	if resp, ok := s.journalRequest(ctx, t, rec); !ok {
 		return resp
@@ -374,8 +375,8 @@ func (s *Switch) financial(ctx context.Context, t *Txn) []byte {
 		up.PINBlock, up.SecCtl = zpb, "2600000000000000"
 	}
 	sent := time.Now()
-	ans, err := s.Link.Send(up)
-	t.IssuerRTT = time.Since(sent)
+	ans, via, err := s.Link.SendRoute(t.Route, up)
+	t.IssuerRTT, t.Via = time.Since(sent), &via
 	s.observeIssuer(t.IssuerRTT, err)
 	switch {
 	case errors.Is(err, issuerlink.ErrNoRoute):
@@ -425,6 +426,9 @@ func (s *Switch) finish(ctx context.Context, t *Txn, state byte, code, rule, rea
 	if ans != nil {
 		o.IssuerCode = ans.RespCode
 	}
+	if t.Via != nil {
+		more = append(more, journal.RouteOp(t.Record.ID, journal.Route{Route: t.Via.Route, Endpoint: t.Via.Endpoint, Secondary: t.Via.Secondary}))
+	}
 	if err := s.Journal.Finish(ctx, t.Record.ID, o, more...); err != nil {
 		s.Log.Error("outcome not journaled: answering 96", "id", t.Record.ID, "err", err)
 		if state == journal.Approved {
@@ -467,9 +471,27 @@ func reversalOf(up *upstream.Message) *upstream.Message {
 	return &r
 }
 
-func (s *Switch) sealReversal(m *upstream.Message) []byte {
-	b, _ := json.Marshal(m)
+// SealedReversal is the prepared reversal as journaled (sealed): the 0420 and the route of its
+// original, which store-and-forward must use (only that issuer can reverse it).
+type SealedReversal struct {
+	upstream.Message
+	Route string `json:"route,omitempty"`
+}
+
+func (s *Switch) sealReversal(m *upstream.Message, route string) []byte {
+	b, _ := json.Marshal(SealedReversal{Message: *m, Route: route})
 	return s.Journal.Vault.Seal(b)
+}
+
+// routeOf is the issuer route of a request: a void or refund goes where its original went (the
+// issuer that holds it), anything else by its card's BIN.
+func (s *Switch) routeOf(ctx context.Context, t *Txn, up *upstream.Message) string {
+	if t.Orig != nil {
+		if r, err := s.Journal.RouteOf(ctx, t.Orig.ID); err == nil && r != nil && s.Link.HasRoute(r.Route) {
+			return r.Route
+		}
+	}
+	return s.Link.RouteFor(up.PAN)
 }
 
 func (s *Switch) observeIssuer(rtt time.Duration, err error) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoudan/shoudan/spec/pos"
@@ -46,6 +47,8 @@ type Listener struct {
 	wg     sync.WaitGroup // running transactions
 	conns  sync.Map       // net.Conn → struct{}
 	order  sync.Map       // TID|MID → *sync.Mutex: one transaction at a time per terminal
+	// draining: the listener is closing; no new request is read, those under way finish
+	draining atomic.Bool
 }
 
 // Listen binds the address and starts accepting.
@@ -103,6 +106,8 @@ func (l *Listener) serve(nc net.Conn) {
 	w := &answerWriter{conn: netserve.WriteDeadline(nc, l.Cfg.WriteTimeout)}
 	peer, first := PeerOf(nc), true
 	inflight := make(chan struct{}, l.Cfg.MaxInFlight)
+	var running sync.WaitGroup // this socket's transactions: their answers go out before it closes
+	defer running.Wait()
 	// a small buffer: LEN and a typical frame in one read, 512 bytes per idle terminal
 	r := bufio.NewReaderSize(nc, 512)
 	for {
@@ -115,6 +120,9 @@ func (l *Listener) serve(nc net.Conn) {
 			}
 			return
 		}
+		if l.draining.Load() {
+			return
+		}
 		if first { // after the first read: a TLS connection has finished its handshake
 			peer, first = PeerOf(nc), false
 		}
@@ -123,8 +131,9 @@ func (l *Listener) serve(nc net.Conn) {
 		default:
 			return // a terminal sends one request at a time; this one floods
 		}
+		running.Add(1)
 		go func() {
-			defer func() { <-inflight }()
+			defer func() { <-inflight; running.Done() }()
 			if !l.handle(w, peer, raw) {
 				nc.Close()
 			}
@@ -183,10 +192,14 @@ func (l *Listener) handle(w *answerWriter, peer Peer, raw []byte) bool {
 	return true
 }
 
-// Close stops accepting, lets running transactions finish (until ctx ends), then closes every
-// connection.
+// Close stops accepting and reading new requests, lets running transactions finish and answer
+// (until ctx ends), then closes every connection.
 func (l *Listener) Close(ctx context.Context) {
 	l.ln.Close()
+	l.draining.Store(true)
+	// wake the readers: a socket with nothing under way closes now, one with a transaction
+	// running closes after its answer
+	l.conns.Range(func(k, _ any) bool { _ = k.(net.Conn).SetReadDeadline(time.Now()); return true })
 	done := make(chan struct{})
 	go func() { l.wg.Wait(); close(done) }()
 	select {

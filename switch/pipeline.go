@@ -5,6 +5,7 @@ package posswitch
 
 import (
 	"context"
+	"github.com/shoudan/shoudan/issuerlink"
 	"time"
 
 	"github.com/shoudan/shoudan/spec/pos"
@@ -36,6 +37,10 @@ type Txn struct {
 	devCheck  string          // the device check value's verdict, once rule 5 checked it
 	start     time.Time       // wall clock at arrival (Now is the switch's business clock)
 	keys      []candidateKeys // the keys rows 3-4 may verify the MAC with (current, pending sign-ons)
+
+	// the issuer route of a request for the issuer, and where it went
+	Route string
+	Via   *issuerlink.Via
 }
 
 // Decision is what a step concluded: the rule, the code and a sentence an operator understands.

@@ -7,7 +7,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/shoudan/shoudan/issuerlink"
-	"github.com/shoudan/shoudan/spec/upstream"
 	"github.com/shoudan/shoudan/switch/journal"
 )
 
@@ -69,11 +68,11 @@ func (q SAFQueue) Due(ctx context.Context, n int) ([]issuerlink.Reversal, error)
 		if err != nil {
 			continue
 		}
-		var m upstream.Message
+		var m SealedReversal
 		if json.Unmarshal(plain, &m) != nil {
 			continue
 		}
-		out = append(out, issuerlink.Reversal{ID: e.ID, Attempts: e.Attempts, Message: &m})
+		out = append(out, issuerlink.Reversal{ID: e.ID, Attempts: e.Attempts, Message: &m.Message, Route: m.Route})
 	}
 	return out, nil
 }

@@ -97,7 +97,7 @@ func serveCmd(cfgPath *string) *cobra.Command {
 				log.Warn("config not watched", "err", err)
 			}
 			<-ctx.Done()
-			fmt.Fprintln(out, "shutting down: finishing in-flight transactions")
+			fmt.Fprintf(out, "shutting down: finishing in-flight transactions (at most %s)\n", c.Shutdown.Drain)
 			sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer scancel()
 			a.Close(sctx)

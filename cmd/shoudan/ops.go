@@ -71,7 +71,11 @@ func explainCmd(cfgPath *string) *cobra.Command {
 					return fmt.Errorf("no such transaction in the journal")
 				}
 				for _, t := range ts {
-					explain(cmd.OutOrStdout(), t)
+					r, err := j.RouteOf(cmd.Context(), t.ID)
+					if err != nil {
+						return err
+					}
+					posswitch.Explain(t).WithRoute(r).Write(cmd.OutOrStdout())
 				}
 				return nil
 			})
@@ -83,7 +87,6 @@ func explainCmd(cfgPath *string) *cobra.Command {
 	return c
 }
 
-func explain(w io.Writer, t *journal.Txn) { posswitch.Explain(t).Write(w) }
 
 func txnCmd(cfgPath *string) *cobra.Command {
 	var f query.Filter

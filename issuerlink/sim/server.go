@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/hex"
@@ -17,9 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/moov-io/iso8583"
-	connection "github.com/moov-io/iso8583-connection"
-	"github.com/shoudan/shoudan/spec"
 	"github.com/shoudan/shoudan/spec/upstream"
 	"github.com/shoudan/shoudan/switch/netserve"
 	"github.com/shoudan/shoudan/terminals"
@@ -153,7 +151,7 @@ func (s *Server) Start(addr, ctl string) error {
 		return err
 	}
 	s.ln, s.Addr = ln, ln.Addr().String()
-	go netserve.Accept(s.ln, s.serve)
+	go netserve.Accept(s.ln, func(nc net.Conn) { go s.serve(nc) })
 	if ctl != "" {
 		cl, err := net.Listen("tcp", ctl)
 		if err != nil {
@@ -195,18 +193,43 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// serve reads requests until the connection ends; each is handled on its own goroutine (so that
+// latency faults delay only their own answer), answers are written whole, one at a time, each
+// with a write deadline.
 func (s *Server) serve(nc net.Conn) {
-	c, err := connection.NewFrom(netserve.WriteDeadline(nc, 5*time.Second), upstream.Dialect.Spec, upstream.ReadLen, upstream.WriteLen,
-		connection.SetMessageReader(upstream.Reader{}), connection.SetMessageWriter(upstream.Writer{}),
-		connection.SendTimeout(10*time.Second),
-		connection.InboundMessageHandler(s.handle),
-		connection.ErrorHandler(func(err error) {}))
-	if err != nil {
+	s.conns.Store(nc, struct{}{})
+	defer func() {
+		s.conns.Delete(nc)
 		nc.Close()
-		return
+	}()
+	w := &writer{conn: netserve.WriteDeadline(nc, 5*time.Second)}
+	r := bufio.NewReaderSize(nc, 4096)
+	for {
+		b, err := upstream.ReadFrame(r)
+		if err != nil {
+			return
+		}
+		req, err := upstream.Unmarshal(b)
+		if err != nil {
+			s.Log.Info("undecodable upstream frame", "err", err.Error())
+			continue
+		}
+		go s.handle(nc, w, req)
 	}
-	s.conns.Store(c, struct{}{})
-	go func() { <-c.Done(); s.conns.Delete(c) }()
+}
+
+// writer writes whole frames, one at a time.
+type writer struct {
+	mu   sync.Mutex
+	conn net.Conn
+}
+
+func (w *writer) write(b []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, err := w.conn.Write(b); err != nil {
+		w.conn.Close()
+	}
 }
 
 func (s *Server) count(mti string) {
@@ -214,11 +237,8 @@ func (s *Server) count(mti string) {
 	v.(*atomic.Int64).Add(1)
 }
 
-func (s *Server) handle(c *connection.Connection, m *iso8583.Message) {
-	var req upstream.Message
-	if err := spec.Unmarshal(m, &req); err != nil {
-		return
-	}
+func (s *Server) handle(nc net.Conn, w *writer, r *upstream.Message) {
+	req := *r
 	s.count(req.MTI)
 	f := s.faults.Load()
 	reversal := req.MTI == "0420" || req.MTI == "0421"
@@ -226,7 +246,7 @@ func (s *Server) handle(c *connection.Connection, m *iso8583.Message) {
 		return
 	}
 	if f.DropRate > 0 && rand.Float64() < f.DropRate {
-		c.Close()
+		nc.Close()
 		return
 	}
 	resp := s.Issuer.Handle(&req)
@@ -249,10 +269,12 @@ func (s *Server) handle(c *connection.Connection, m *iso8583.Message) {
 	if delay > 0 {
 		time.Sleep(delay)
 	}
-	out, err := upstream.Marshal(resp)
-	if err == nil {
-		_ = c.Reply(out)
+	out, err := upstream.Frame(resp)
+	if err != nil {
+		s.Log.Error("answer does not encode: not sent", "mti", resp.MTI, "trace", resp.Trace, "err", err.Error())
+		return
 	}
+	w.write(out)
 }
 
 func (s *Server) takeSwallow() bool {
@@ -276,7 +298,7 @@ func (s *Server) Close(ctx context.Context) {
 	if s.http != nil {
 		s.http.Shutdown(ctx)
 	}
-	s.conns.Range(func(k, _ any) bool { k.(*connection.Connection).Close(); return true })
+	s.conns.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
 	if err := s.Issuer.Ledger.Close(); err != nil && s.Log != nil {
 		s.Log.Warn("simulated issuer: ledger not saved", "err", err.Error())
 	}

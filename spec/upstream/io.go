@@ -3,15 +3,11 @@ package upstream
 import (
 	"fmt"
 	"io"
-
-	"github.com/moov-io/iso8583"
 )
 
-// Reader is an iso8583-connection MessageReader that rejects trailing bytes and reports errors
-// with field and offset (the library's own reader accepts trailing garbage).
-type Reader struct{}
-
-func (Reader) ReadMessage(r io.Reader) (*iso8583.Message, error) {
+// ReadFrame reads one frame (4 ASCII length digits, then the message) and returns the message
+// bytes. A length out of range is an error: the stream cannot be trusted after it.
+func ReadFrame(r io.Reader) ([]byte, error) {
 	n, err := ReadLen(r)
 	if err != nil {
 		return nil, err
@@ -20,18 +16,21 @@ func (Reader) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 	if _, err := io.ReadFull(r, b); err != nil {
 		return nil, fmt.Errorf("upstream frame of %d bytes: %w", n, err)
 	}
-	m, _, err := Dialect.Unpack(b)
-	return m, err
+	return b, nil
 }
 
-// Writer writes length and message in one Write.
-type Writer struct{}
-
-func (Writer) WriteMessage(w io.Writer, m *iso8583.Message) error {
-	b, err := Dialect.Pack(m)
+// Frame encodes m with its length in front, ready for one Write.
+func Frame(m *Message) ([]byte, error) {
+	msg, err := Marshal(m)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = w.Write(append([]byte(fmt.Sprintf("%04d", len(b))), b...))
-	return err
+	b, err := Dialect.Pack(msg)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > 9999 {
+		return nil, fmt.Errorf("upstream frame of %d bytes: at most 9999", len(b))
+	}
+	return append([]byte(fmt.Sprintf("%04d", len(b))), b...), nil
 }

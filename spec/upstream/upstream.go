@@ -1,6 +1,7 @@
 // Package upstream is the issuer-side dialect: ISO 8583:1987 style, ASCII characters with a binary
 // primary and secondary bitmap, modelled on the CUPS interface. F18 (MCC) is mandatory upstream,
-// F7/F32/F33/F37/F43 are present, and reversals are 0420 advices (0421 when repeated) with F90
+// F7/F32/F33/F37/F43 are present (F32 the acquiring institution, F33 the forwarding one, F100
+// the receiving institution of the issuer route when the route names one), and reversals are 0420 advices (0421 when repeated) with F90
 // original data elements.
 //
 // Framing (ours): a 4-character ASCII decimal length, then the message.
@@ -48,6 +49,7 @@ var Fields = []spec.FieldDef{
 	{ID: 55, Name: "ICC data", Kind: spec.B, Length: 255, Var: 3, Secrecy: spec.Hidden},
 	{ID: 60, Name: "Private (60)", Kind: spec.ANS, Length: 100, Var: 3},
 	{ID: 90, Name: "Original data elements", Kind: spec.N, Length: 42},
+	{ID: 100, Name: "Receiving institution", Kind: spec.N, Length: 11, Var: 2},
 }
 
 func init() {
@@ -94,6 +96,7 @@ type Message struct {
 	ICC          []byte `iso8583:"55"`
 	Private      string `iso8583:"60"`
 	Original     string `iso8583:"90"`
+	Receiving    string `iso8583:"100"` // the issuer route's institution code, when it has one
 }
 
 // Processing codes upstream.
@@ -152,7 +155,7 @@ func Unmarshal(b []byte) (*Message, error) {
 	return &m, spec.Unmarshal(msg, &m)
 }
 
-// ReadLen and WriteLen are the 4-character ASCII length framing for iso8583-connection.
+// ReadLen reads the 4-character ASCII length of a frame.
 func ReadLen(r io.Reader) (int, error) {
 	var b [4]byte
 	if _, err := io.ReadFull(r, b[:]); err != nil {
@@ -163,11 +166,4 @@ func ReadLen(r io.Reader) (int, error) {
 		return 0, fmt.Errorf("upstream frame length: expected 4 digits 0012..9999, found %q", b[:])
 	}
 	return n, nil
-}
-
-func WriteLen(w io.Writer, n int) (int, error) {
-	if n > 9999 {
-		return 0, fmt.Errorf("upstream frame length: at most 9999, found %d", n)
-	}
-	return fmt.Fprintf(w, "%04d", n)
 }

@@ -80,6 +80,7 @@ type App struct {
 	lock     *dataDirLock
 	debounce *time.Timer
 	dmu      sync.Mutex
+	closing  sync.Once
 	// started is the file's config when the switch started (before any programmatic
 	// override): what an edit of a restart-only key is compared with.
 	started *Config
@@ -202,8 +203,8 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 		metrics.JournalLatency.Observe(d.Seconds())
 		metrics.JournalGroup.Observe(float64(n))
 	}
-	addrs := c.Issuer.Addrs
-	if len(addrs) == 0 {
+	simAddr := ""
+	if len(c.Issuer.Addrs) == 0 && len(c.Issuer.Routes) == 0 {
 		simCfg := c.Issuer.Sim
 		if simCfg.LedgerDir == "" {
 			simCfg.LedgerDir = filepath.Join(c.DataDir, "issuer-ledger") // its books survive a restart
@@ -220,9 +221,11 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 			}
 			return nil, c.addrError("issuer.sim.listen", c.Issuer.Sim.Listen, err)
 		}
-		addrs = []string{a.Sim.Addr}
+		simAddr = a.Sim.Addr
 	}
-	if a.Link, err = issuerlink.Dial(addrs, c.Issuer.Timeout, log); err != nil {
+	lc := c.LinkConfig(simAddr)
+	lc.Log, lc.TLS = log, c.IssuerTLS
+	if a.Link, err = issuerlink.New(lc); err != nil {
 		return nil, err
 	}
 	a.Link.Late = func(m *upstream.Message) {
@@ -361,6 +364,13 @@ func (a *App) gauges() {
 			return 1
 		}
 		return 0
+	})
+	metrics.GaugeFunc("shoudan_issuer_connections", "Signed-on issuer connections, all routes and endpoints.", func() float64 {
+		n := 0
+		for _, r := range a.Link.Status() {
+			n += r.PrimaryLive + r.SecondaryLive
+		}
+		return float64(n)
 	})
 	metrics.GaugeFunc("shoudan_saf_depth", "Reversals waiting for the issuer's acknowledgement.", func() float64 {
 		d, _, _ := a.safStats()
@@ -598,6 +608,8 @@ func restartKeys(old, c *Config) []string {
 	show("limits", old.Limits, c.Limits, true)
 	show("issuer.addrs", old.Issuer.Addrs, c.Issuer.Addrs, true)
 	show("issuer.timeout", old.Issuer.Timeout, c.Issuer.Timeout, true)
+	show("issuer routing (routes, bins, default_route, conns, echo_interval)", fmt.Sprint(old.LinkConfig("")), fmt.Sprint(c.LinkConfig("")), false)
+	show("shutdown.drain", old.Shutdown.Drain, c.Shutdown.Drain, true)
 	// issuer.zone_key applies live (a ZPK rotation: checkKeys)
 	show("hsm", old.HSM, c.HSM, false)
 	was, now := old.Issuer.Sim, c.Issuer.Sim
@@ -623,9 +635,19 @@ func (a *App) saveApplied(src []byte) {
 	}
 }
 
-// Close shuts down in order: stop accepting and finish in-flight transactions, stop forwarding,
-// then the issuer link, the simulator, the journal and its private PostgreSQL.
-func (a *App) Close(ctx context.Context) {
+// Close shuts down in order: stop accepting and let the transactions under way finish, stop
+// forwarding, then the issuer link, the simulator, the journal and its private PostgreSQL. The
+// drain (shutdown.drain, or ctx when it ends sooner) bounds the waiting: after it everything is
+// closed regardless, and what was left unanswered is crash recovery's at the next start, exactly
+// as after a SIGKILL. A second Close does nothing.
+func (a *App) Close(ctx context.Context) { a.closing.Do(func() { a.close(ctx) }) }
+
+func (a *App) close(ctx context.Context) {
+	if a.Config != nil && a.Config.Shutdown.Drain > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, a.Config.Shutdown.Drain)
+		defer cancel()
+	}
 	a.dmu.Lock()
 	if a.debounce != nil {
 		a.debounce.Stop()
@@ -636,9 +658,15 @@ func (a *App) Close(ctx context.Context) {
 	}
 	if a.cancel != nil {
 		a.cancel()
-		<-a.fwdDone
+		select { // a delivery under way ends within the issuer timeout
+		case <-a.fwdDone:
+		case <-ctx.Done():
+		}
 		if a.follows != nil {
-			<-a.follows
+			select {
+			case <-a.follows:
+			case <-ctx.Done():
+			}
 		}
 		if a.settleDone != nil {
 			<-a.settleDone
@@ -651,7 +679,7 @@ func (a *App) Close(ctx context.Context) {
 		a.Console.Close()
 	}
 	if a.Link != nil {
-		_ = a.Link.Close()
+		_ = a.Link.Close(ctx)
 	}
 	if a.Sim != nil {
 		a.Sim.Close(ctx)

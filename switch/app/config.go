@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"crypto/tls"
 	_ "embed"
 	"fmt"
 	"net"
@@ -78,10 +79,17 @@ type Config struct {
 		WriteTimout time.Duration `yaml:"write_timeout"`
 	} `yaml:"limits"`
 	Issuer struct {
+		// Addrs is the route called default: primary, then an optional secondary.
 		Addrs   []string      `yaml:"addrs"`
 		Timeout time.Duration `yaml:"timeout"`
 		ZoneKey string        `yaml:"zone_key"`
-		Sim     sim.Config    `yaml:"sim"`
+		Conns   int           `yaml:"conns"`         // connections per issuer endpoint [4]
+		Echo    time.Duration `yaml:"echo_interval"` // echo an idle connection this often [30s]
+		// Routes, BINs and DefaultRoute are read with their lines (issuer_config.go).
+		Routes       []IssuerRoute     `yaml:"-"`
+		BINs         map[string]string `yaml:"-"`
+		DefaultRoute string            `yaml:"-"`
+		Sim          sim.Config        `yaml:"sim"`
 	} `yaml:"issuer"`
 	// Unauthenticated frames (docs/security-unauthenticated.md): sign-ons a terminal may make
 	// from addresses other than the one it proved its keys from, and the rejects table's bounds.
@@ -100,6 +108,11 @@ type Config struct {
 		From   []string       `yaml:"from"` // CIDR ranges or single addresses
 		Ranges []netip.Prefix `yaml:"-"`
 	} `yaml:"bind"`
+	Shutdown struct {
+		// Drain is how long a stopping switch lets transactions under way finish before it
+		// closes regardless (the unanswered are left to crash recovery) [10s].
+		Drain time.Duration `yaml:"drain"`
+	} `yaml:"shutdown"`
 
 	// Settlement is the settlement section (cut-off, fees, calendar, cycles), read by package
 	// settlement, which names the line of every error.
@@ -110,6 +123,8 @@ type Config struct {
 
 	// Path is the file it was read from ("" for the built-in demo).
 	Path string `yaml:"-"`
+	// IssuerTLS, when set, dials the issuer endpoints over TLS (nil: plain TCP).
+	IssuerTLS *tls.Config `yaml:"-"`
 }
 
 // TLSFiles are a certificate chain and its key (PEM files), reloaded when they change.
@@ -132,7 +147,7 @@ type HSMConfig struct {
 // envKeys can be overridden by SHOUDAN_<KEY with . as _>, e.g. SHOUDAN_DATABASE_URL,
 // SHOUDAN_RULES_QPS_LIMIT.
 var envKeys = []string{"database.url", "data_dir", "admin.addr", "console.addr", "log.format", "log.level", "issuer.addrs", "issuer.timeout",
-	"issuer.zone_key", "limits.max_conns", "limits.idle_timeout", "hsm.module", "hsm.token", "hsm.pin", "hsm.pin_file"}
+	"issuer.zone_key", "issuer.conns", "shutdown.drain", "limits.max_conns", "limits.idle_timeout", "hsm.module", "hsm.token", "hsm.pin", "hsm.pin_file"}
 
 // ruleEnvKeys are rules overridable from the environment; they are written into the YAML tree
 // before package terminals reads it, so an invalid override is reported like a bad line.
@@ -199,6 +214,9 @@ func Parse(src []byte) (*Config, *terminals.Registry, error) {
 		return nil, nil, err
 	}
 	if err := c.check(); err != nil {
+		return nil, nil, err
+	}
+	if err := c.parseIssuer(&node); err != nil {
 		return nil, nil, err
 	}
 	return &c, reg, nil

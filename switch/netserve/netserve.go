@@ -1,7 +1,7 @@
 // Package netserve is the TCP plumbing every ISO 8583 listener here shares (the switch's terminal
 // listener and the simulated issuer): an accept loop that survives transient errors (the moov
-// server package stops on its first), and connections whose every write has a deadline (the
-// iso8583-connection library wedges on a slow reader without one).
+// server package stops on its first), and connections whose every write has a deadline (a write
+// to a peer that stopped reading must fail, never block a connection for good).
 package netserve
 
 import (

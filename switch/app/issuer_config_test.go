@@ -1,0 +1,69 @@
+package app
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// withIssuer replaces the demo's "  addrs: []" line (line 16) with lines of the issuer section.
+func withIssuer(lines string) []byte {
+	return []byte(strings.Replace(string(Demo), "  addrs: []          # empty: run the simulated issuer in-process with issuer.sim\n", lines, 1))
+}
+
+func TestIssuerConfigDefaults(t *testing.T) {
+	c, _, err := Parse(Demo)
+	require.NoError(t, err)
+	assert.Equal(t, 4, c.Issuer.Conns)
+	assert.Equal(t, 10*time.Second, c.Shutdown.Drain)
+	lc := c.LinkConfig("127.0.0.1:7000")
+	require.Len(t, lc.Routes, 1, "no addrs and no routes: the in-process simulator is the default route")
+	assert.Equal(t, "default", lc.Default)
+	assert.Equal(t, "127.0.0.1:7000", lc.Routes[0].Primary)
+
+	c, _, err = Parse(withIssuer(`  addrs: ["10.0.0.1:7000", "10.0.0.2:7000"]
+  conns: 2
+  routes:
+    - {name: bank-b, primary: "10.1.0.1:7000", secondary: "10.1.0.2:7000", institution: "03080000"}
+  bins:
+    "62220200": bank-b
+`))
+	require.NoError(t, err)
+	lc = c.LinkConfig("")
+	assert.Equal(t, "default", lc.Default, "issuer.addrs stays the default route")
+	require.Len(t, lc.Routes, 2)
+	assert.Equal(t, "10.0.0.2:7000", lc.Routes[0].Secondary)
+	assert.Equal(t, map[string]string{"62220200": "bank-b"}, lc.BINs)
+	assert.Equal(t, 2, lc.Conns)
+}
+
+func TestIssuerConfigErrors(t *testing.T) {
+	for _, tc := range []struct{ lines, want string }{
+		{"  conns: 65\n", "line 16: issuer.conns: expected 1..64 connections per endpoint, found 65"},
+		{"  addrs: [\"a:1\", \"b:2\", \"c:3\"]\n", "line 16: issuer.addrs: expected a primary and at most a secondary address, found 3"},
+		{"  addrs: [\"nohost\"]\n", `line 16: issuer.addrs[0]: expected host:port, found "nohost"`},
+		{"  routes:\n    - {name: b, primary: \"h:1\"}\n", "line 16: issuer.default_route: expected the route for cards no BIN matches"},
+		{"  routes:\n    - {name: B!, primary: \"h:1\"}\n  default_route: B!\n", `line 17: issuer.routes[0].name: expected 1-32 of a-z 0-9 _ -`},
+		{"  routes:\n    - {name: b, primary: \"h:1\", backup: \"h:2\"}\n  default_route: b\n", "line 17: issuer.routes[0].backup: unknown key"},
+		{"  routes:\n    - {name: b, primary: \"h:1\", secondary: \"h:1\"}\n  default_route: b\n", "line 17: issuer.routes[0].secondary: expected another endpoint than the primary"},
+		{"  routes:\n    - {name: b, primary: \"h:99999\"}\n  default_route: b\n", "line 17: issuer.routes[0].primary: expected a port 1..65535"},
+		{"  routes:\n    - {name: b, primary: \"h:1\"}\n    - {name: b, primary: \"h:2\"}\n  default_route: b\n", "line 18: issuer.routes[1].name: another route has this name"},
+		{"  routes:\n    - {name: b, primary: \"h:1\", institution: \"12a\"}\n  default_route: b\n", "line 17: issuer.routes[0].institution: expected an institution code of 1-11 digits"},
+		{"  routes:\n    - {name: b, primary: \"h:1\"}\n  default_route: c\n", `line 18: issuer.default_route: no route "c"`},
+		{"  addrs: [\"h:1\"]\n  bins:\n    \"6222\": nowhere\n", `line 18: issuer.bins.6222: no route "nowhere"`},
+		{"  addrs: [\"h:1\"]\n  bins:\n    \"62x2\": default\n", "line 18: issuer.bins.62x2: expected a BIN prefix of 1-11 digits"},
+		{"  bins:\n    \"6222\": default\n", `line 17: issuer.bins.6222: no route "default"`},
+		{"  echo_interval: 10ms\n", "line 16: issuer.echo_interval: expected 1s..10m, found 10ms"},
+	} {
+		_, _, err := Parse(withIssuer(tc.lines))
+		if assert.Error(t, err, tc.lines) {
+			assert.Contains(t, err.Error(), tc.want, tc.lines)
+		}
+	}
+	_, _, err := Parse(append(append([]byte{}, Demo...), "shutdown:\n  drain: 1h\n"...))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "shutdown.drain: expected 100ms..5m, found 1h0m0s")
+}
