@@ -37,7 +37,7 @@ const handshakeTimeout = 10 * time.Second
 // Listener accepts terminals with its own accept loop and drives each socket with one goroutine
 // that reads frames (plus one per message being handled). A terminal is a strict request /
 // response peer, so the multiplexing connection of iso8583-connection (three goroutines per
-// socket, kept for the issuer link) is not needed here: with 10,000 idle terminals its
+// socket; the issuer link no longer uses it either) is not needed here: with 10,000 idle terminals its
 // goroutine stacks alone were 125 MB of the switch's memory (issue 7).
 type Listener struct {
 	Cfg    ListenerConfig

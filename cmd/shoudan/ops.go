@@ -87,7 +87,6 @@ func explainCmd(cfgPath *string) *cobra.Command {
 	return c
 }
 
-
 func txnCmd(cfgPath *string) *cobra.Command {
 	var f query.Filter
 	var from, to, sfrom, sto, minAmt, maxAmt, asCSV string
