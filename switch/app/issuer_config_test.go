@@ -9,9 +9,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// withIssuer replaces the demo's "  addrs: []" line (line 16) with lines of the issuer section.
+// withIssuer replaces the demo's "  addrs: []" line (line 16) with lines of the issuer section
+// (and drops the demo's conns line).
 func withIssuer(lines string) []byte {
-	return []byte(strings.Replace(string(Demo), "  addrs: []          # empty: run the simulated issuer in-process with issuer.sim\n", lines, 1))
+	y := strings.Replace(string(Demo), "  addrs: []          # empty: run the simulated issuer in-process with issuer.sim\n", lines, 1)
+	i := strings.Index(y, "  conns: 4 ")
+	j := i + strings.Index(y[i:], "\n") + 1
+	return []byte(y[:i] + y[j:])
 }
 
 func TestIssuerConfigDefaults(t *testing.T) {
