@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -263,7 +264,7 @@ func (c *conn) readLoop() {
 		delete(c.pending, key(m))
 		c.mu.Unlock()
 		if cl == nil {
-			if l.cfg.Late != nil {
+			if l.cfg.Late != nil && !strings.HasPrefix(m.MTI, "08") { // a late echo or sign-on answer is no transaction's
 				l.cfg.Late(m)
 			}
 			continue

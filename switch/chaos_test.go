@@ -148,18 +148,7 @@ func TestChaosIssuerLink(t *testing.T) {
 	proxy.Heal()
 	cmd = r.start()
 	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
-	eventually(t, 60*time.Second, "every terminal cleared its pending reversal", func() bool {
-		for _, ct := range terms {
-			if ct.hasPending.Load() {
-				return false
-			}
-		}
-		return true
-	})
-	stop.Store(true)
-	wg.Wait()
-	pool := r.pool()
-	eventually(t, 60*time.Second, "the reversal queue drains", func() bool { return queued(pool) == 0 })
+	pool := r.settle(terms, &stop, &wg, 60*time.Second)
 	snap, held := assertMoney(t, pool, r.issuer)
 	assert.Greater(t, held, 100, "purchases were approved through the chaos")
 	t.Logf("after: %s; issuer: %d auths, %d held (%d fen), %d reversal repeats answered idempotently",

@@ -254,6 +254,25 @@ func (r *runner) start() *exec.Cmd {
 	return cmd
 }
 
+// settle waits until every terminal has cleared its pending reversal, stops the load, and waits
+// until the reversal queue is empty; it returns the pool it watched the queue with.
+func (r *runner) settle(terms []*crashTerminal, stop *atomic.Bool, wg *sync.WaitGroup, within time.Duration) *pgxpool.Pool {
+	r.t.Helper()
+	eventually(r.t, within, "every terminal cleared its pending reversal", func() bool {
+		for _, ct := range terms {
+			if ct.hasPending.Load() {
+				return false
+			}
+		}
+		return true
+	})
+	stop.Store(true)
+	wg.Wait()
+	pool := r.pool()
+	eventually(r.t, within, "the reversal queue drains", func() bool { return queued(pool) == 0 })
+	return pool
+}
+
 func (r *runner) pool() *pgxpool.Pool {
 	pool, err := pgxpool.New(context.Background(), r.url)
 	require.NoError(r.t, err)
@@ -311,20 +330,8 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	cmd := start() // the last start recovers and forwards; the terminals clear their reversals
 	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
-	eventually(t, 30*time.Second, "every terminal cleared its pending reversal", func() bool {
-		for _, ct := range terms {
-			if ct.hasPending.Load() {
-				return false
-			}
-		}
-		return true
-	})
-	stop.Store(true)
-	wg.Wait()
-
+	pool := r.settle(terms, &stop, &wg, 30*time.Second)
 	ctx := context.Background()
-	pool := r.pool()
-	eventually(t, 30*time.Second, "the reversal queue drains", func() bool { return queued(pool) == 0 })
 
 	// 1. every approval a terminal saw is journaled as approved
 	total := 0
