@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,13 +10,18 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// withIssuer replaces the demo's "  addrs: []" line (line 16) with lines of the issuer section
+// withIssuer replaces the demo's "  addrs: []" line with lines of the issuer section
 // (and drops the demo's conns line).
 func withIssuer(lines string) []byte {
 	y := strings.Replace(string(Demo), "  addrs: []          # empty: run the simulated issuer in-process with issuer.sim\n", lines, 1)
 	i := strings.Index(y, "  conns: 4 ")
 	j := i + strings.Index(y[i:], "\n") + 1
 	return []byte(y[:i] + y[j:])
+}
+
+// addrsLine is the line of "  addrs: []" in the demo config.
+func addrsLine() int {
+	return strings.Count(string(Demo[:strings.Index(string(Demo), "  addrs: []")]), "\n") + 1
 }
 
 func TestIssuerConfigDefaults(t *testing.T) {
@@ -46,25 +52,29 @@ func TestIssuerConfigDefaults(t *testing.T) {
 
 func TestIssuerConfigErrors(t *testing.T) {
 	for _, tc := range []struct{ lines, want string }{
-		{"  conns: 65\n", "line 16: issuer.conns: expected 1..64 connections per endpoint, found 65"},
-		{"  addrs: [\"a:1\", \"b:2\", \"c:3\"]\n", "line 16: issuer.addrs: expected a primary and at most a secondary address, found 3"},
-		{"  addrs: [\"nohost\"]\n", `line 16: issuer.addrs[0]: expected host:port, found "nohost"`},
-		{"  routes:\n    - {name: b, primary: \"h:1\"}\n", "line 16: issuer.default_route: expected the route for cards no BIN matches"},
-		{"  routes:\n    - {name: B!, primary: \"h:1\"}\n  default_route: B!\n", `line 17: issuer.routes[0].name: expected 1-32 of a-z 0-9 _ -`},
-		{"  routes:\n    - {name: b, primary: \"h:1\", backup: \"h:2\"}\n  default_route: b\n", "line 17: issuer.routes[0].backup: unknown key"},
-		{"  routes:\n    - {name: b, primary: \"h:1\", secondary: \"h:1\"}\n  default_route: b\n", "line 17: issuer.routes[0].secondary: expected another endpoint than the primary"},
-		{"  routes:\n    - {name: b, primary: \"h:99999\"}\n  default_route: b\n", "line 17: issuer.routes[0].primary: expected a port 1..65535"},
-		{"  routes:\n    - {name: b, primary: \"h:1\"}\n    - {name: b, primary: \"h:2\"}\n  default_route: b\n", "line 18: issuer.routes[1].name: another route has this name"},
-		{"  routes:\n    - {name: b, primary: \"h:1\", institution: \"12a\"}\n  default_route: b\n", "line 17: issuer.routes[0].institution: expected an institution code of 1-11 digits"},
-		{"  routes:\n    - {name: b, primary: \"h:1\"}\n  default_route: c\n", `line 18: issuer.default_route: no route "c"`},
-		{"  addrs: [\"h:1\"]\n  bins:\n    \"6222\": nowhere\n", `line 18: issuer.bins.6222: no route "nowhere"`},
-		{"  addrs: [\"h:1\"]\n  bins:\n    \"62x2\": default\n", "line 18: issuer.bins.62x2: expected a BIN prefix of 1-11 digits"},
-		{"  bins:\n    \"6222\": default\n", `line 17: issuer.bins.6222: no route "default"`},
-		{"  echo_interval: 10ms\n", "line 16: issuer.echo_interval: expected 1s..10m, found 10ms"},
+		{"  conns: 65\n", "line +0: issuer.conns: expected 1..64 connections per endpoint, found 65"},
+		{"  addrs: [\"a:1\", \"b:2\", \"c:3\"]\n", "line +0: issuer.addrs: expected a primary and at most a secondary address, found 3"},
+		{"  addrs: [\"nohost\"]\n", `line +0: issuer.addrs[0]: expected host:port, found "nohost"`},
+		{"  routes:\n    - {name: b, primary: \"h:1\"}\n", "line +0: issuer.default_route: expected the route for cards no BIN matches"},
+		{"  routes:\n    - {name: B!, primary: \"h:1\"}\n  default_route: B!\n", `line +1: issuer.routes[0].name: expected 1-32 of a-z 0-9 _ -`},
+		{"  routes:\n    - {name: b, primary: \"h:1\", backup: \"h:2\"}\n  default_route: b\n", "line +1: issuer.routes[0].backup: unknown key"},
+		{"  routes:\n    - {name: b, primary: \"h:1\", secondary: \"h:1\"}\n  default_route: b\n", "line +1: issuer.routes[0].secondary: expected another endpoint than the primary"},
+		{"  routes:\n    - {name: b, primary: \"h:99999\"}\n  default_route: b\n", "line +1: issuer.routes[0].primary: expected a port 1..65535"},
+		{"  routes:\n    - {name: b, primary: \"h:1\"}\n    - {name: b, primary: \"h:2\"}\n  default_route: b\n", "line +2: issuer.routes[1].name: another route has this name"},
+		{"  routes:\n    - {name: b, primary: \"h:1\", institution: \"12a\"}\n  default_route: b\n", "line +1: issuer.routes[0].institution: expected an institution code of 1-11 digits"},
+		{"  routes:\n    - {name: b, primary: \"h:1\"}\n  default_route: c\n", `line +2: issuer.default_route: no route "c"`},
+		{"  addrs: [\"h:1\"]\n  bins:\n    \"6222\": nowhere\n", `line +2: issuer.bins.6222: no route "nowhere"`},
+		{"  addrs: [\"h:1\"]\n  bins:\n    \"62x2\": default\n", "line +2: issuer.bins.62x2: expected a BIN prefix of 1-11 digits"},
+		{"  bins:\n    \"6222\": default\n", `line +1: issuer.bins.6222: no route "default"`},
+		{"  echo_interval: 10ms\n", "line +0: issuer.echo_interval: expected 1s..10m, found 10ms"},
 	} {
 		_, _, err := Parse(withIssuer(tc.lines))
+		want := tc.want
+		for off := range 3 { // lines counted from the demo's addrs line
+			want = strings.Replace(want, fmt.Sprintf("line +%d: ", off), fmt.Sprintf("line %d: ", addrsLine()+off), 1)
+		}
 		if assert.Error(t, err, tc.lines) {
-			assert.Contains(t, err.Error(), tc.want, tc.lines)
+			assert.Contains(t, err.Error(), want, tc.lines)
 		}
 	}
 	_, _, err := Parse(append(append([]byte{}, Demo...), "shutdown:\n  drain: 1h\n"...))
