@@ -97,7 +97,7 @@ func TestChaosIssuerLink(t *testing.T) {
 		tid := terminals.LoadTID(i)
 		rt := reg.Terminal(tid, "898310058120001")
 		require.NotNil(t, rt, tid)
-		terms = append(terms, &crashTerminal{cfg: device.Config{TID: tid, MID: rt.MID, Serial: rt.Serial, TMK: rt.TMK, Timeout: 10 * time.Second},
+		terms = append(terms, &crashTerminal{cfg: device.Config{TID: tid, MID: rt.MID, Serial: rt.Serial, TMK: device.TMKOf(rt.DemoTMK), Timeout: 10 * time.Second},
 			state: device.State{Batch: "000000"}, card: &card, observe: log.observe, reverseShare: 0.1})
 	}
 	cmd := r.start()
