@@ -78,7 +78,9 @@ balance movement it causes, or not at all), so nothing is paid twice.`,
 				started := time.Now()
 				rs, err := s.Close(cmd.Context(), d)
 				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-				fmt.Fprintln(w, "DATE\tSTATE\tTXNS\tMERCHANTS\tTAKINGS\tFEES\tREFUNDS CLEARED\tPAID")
+				if len(rs) > 0 {
+					fmt.Fprintln(w, "DATE\tSTATE\tTXNS\tMERCHANTS\tTAKINGS\tFEES\tREFUNDS CLEARED\tPAID")
+				}
 				for _, r := range rs {
 					state := "closed"
 					if r.Already {

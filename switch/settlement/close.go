@@ -105,8 +105,11 @@ var ErrNotDue = errors.New("settlement date still open")
 // when it was first started.
 func (s *Settler) Close(ctx context.Context, d time.Time) ([]DayResult, error) {
 	d = dateOnly(d)
-	if at := s.Config.Cutoff.At(d); s.now().Before(at) {
-		return nil, fmt.Errorf("%w: %s closes at its cut-off %s", ErrNotDue, d.Format("2006-01-02"), at.Format(time.RFC3339))
+	// the cut-off plus the close delay: a transaction started just before the cut-off has
+	// its write-ahead record (and usually its answer) in the journal by then
+	if at := s.Config.Cutoff.At(d).Add(s.Config.CloseDelay); s.now().Before(at) {
+		return nil, fmt.Errorf("%w: %s can be closed from %s (cut-off %s plus close_delay %s)", ErrNotDue, d.Format("2006-01-02"),
+			at.Format(time.RFC3339), s.Config.Cutoff, s.Config.CloseDelay)
 	}
 	conn, err := s.DB.Acquire(ctx)
 	if err != nil {

@@ -86,6 +86,7 @@ type Statement struct {
 	Settlements []MerchantSettlement
 	Lines       []Line
 	Total       MerchantSettlement // sums of Settlements
+	Loc         *time.Location     // the cut-off's zone: transaction times are shown in it
 }
 
 // DailyStatement builds the statement of merchant mid (or of group, when group is given) for
@@ -109,7 +110,7 @@ func (s *Settler) DailyStatement(ctx context.Context, d time.Time, mid, group st
 		}
 		return nil, fmt.Errorf("no settlement of %s on %s", who, d.Format("2006-01-02"))
 	}
-	st := &Statement{Date: d, MID: mid, Group: group, Settlements: sts}
+	st := &Statement{Date: d, MID: mid, Group: group, Settlements: sts, Loc: s.Config.Cutoff.Loc}
 	st.Title = s.title(mid, group)
 	sn, _, err := s.startDay(ctx, d) // the stored terms (the date is closed: nothing is started)
 	if err != nil {
@@ -276,14 +277,17 @@ func summaryRow(m MerchantSettlement, total bool) []string {
 
 var lineHeader = []string{"时间 time", "商户号 MID", "终端号 TID", "批次 batch", "流水 STAN", "参考号 RRN", "类型 kind", "卡号 card", "金额 amount", "计费金额 fee base", "手续费 fee", "净额 net", "状态 status"}
 
-func lineRow(l Line) []string {
+func lineRow(l Line, loc *time.Location) []string {
 	sign := func(v int64) string {
 		if v < 0 {
 			return "-" + terminals.FormatAmount(-v)
 		}
 		return terminals.FormatAmount(v)
 	}
-	return []string{l.At.In(time.Local).Format("2006-01-02 15:04:05"), l.MID, l.TID, l.Batch, l.STAN, l.RRN, l.Kind, l.PAN, terminals.FormatAmount(l.Amount),
+	if loc == nil {
+		loc = time.Local
+	}
+	return []string{l.At.In(loc).Format("2006-01-02 15:04:05"), l.MID, l.TID, l.Batch, l.STAN, l.RRN, l.Kind, l.PAN, terminals.FormatAmount(l.Amount),
 		sign(l.Base), sign(l.Fee), sign(l.Net), l.Status}
 }
 
@@ -303,7 +307,7 @@ func (st *Statement) writeCSV(path string) error {
 		_ = w.Write(nil)
 		_ = w.Write(lineHeader)
 		for _, l := range st.Lines {
-			_ = w.Write(lineRow(l))
+			_ = w.Write(lineRow(l, st.Loc))
 		}
 	}
 	w.Flush()
@@ -344,7 +348,7 @@ func (st *Statement) writeXLSX(path string) error {
 		}
 		put(det, 1, lineHeader)
 		for i, l := range st.Lines {
-			put(det, i+2, lineRow(l))
+			put(det, i+2, lineRow(l, st.Loc))
 		}
 	}
 	return x.SaveAs(path)
