@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -94,6 +96,9 @@ type DayResult struct {
 	Resumed   int  // merchants already settled by an earlier, interrupted run
 	Already   bool // the date was closed before this run (reported, not redone)
 }
+
+// closeWorkers is how many merchants are settled at once.
+const closeWorkers = 4
 
 // ErrNotDue is returned for a settlement date whose cut-off has not passed.
 var ErrNotDue = errors.New("settlement date still open")
@@ -216,7 +221,7 @@ func (s *Settler) closeDay(ctx context.Context, d time.Time) (*DayResult, error)
 	t0 := time.Now()
 	byMID := map[string]*merchantDay{}
 	var txns int64
-	err = s.Config.scanItems(ctx, s.DB, d, "", func(it *Item) {
+	err = s.Config.scanItems(ctx, s.DB, d, "", false, func(it *Item) {
 		m := byMID[it.MID]
 		if m == nil {
 			m = &merchantDay{}
@@ -250,18 +255,50 @@ func (s *Settler) closeDay(ctx context.Context, d time.Time) (*DayResult, error)
 	sort.Strings(mids)
 	scanned := time.Since(t0)
 	cal := sn.calendar()
-	resumed := 0
-	for i, mid := range mids {
-		done, err := s.settleMerchant(ctx, d, mid, byMID[mid], sn, cal)
-		if err != nil {
-			return nil, fmt.Errorf("merchant %s: %w", mid, err)
+	// merchants are independent (each its own account and transaction): a few at a time
+	var resumed, settled atomic.Int64
+	work := make(chan string)
+	errs := make(chan error, closeWorkers)
+	var wg sync.WaitGroup
+	for range closeWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for mid := range work {
+				done, err := s.settleMerchant(ctx, d, mid, byMID[mid], sn, cal)
+				if err != nil {
+					errs <- fmt.Errorf("merchant %s: %w", mid, err)
+					return
+				}
+				if !done {
+					resumed.Add(1)
+				}
+				n := settled.Add(1)
+				if s.AfterMerchant != nil {
+					s.AfterMerchant(int(n))
+				}
+			}
+		}()
+	}
+	var failed error
+feed:
+	for _, mid := range mids {
+		select {
+		case work <- mid:
+		case failed = <-errs:
+			break feed
 		}
-		if !done {
-			resumed++
+	}
+	close(work)
+	wg.Wait()
+	if failed == nil {
+		select {
+		case failed = <-errs:
+		default:
 		}
-		if s.AfterMerchant != nil {
-			s.AfterMerchant(i + 1)
-		}
+	}
+	if failed != nil {
+		return nil, failed
 	}
 	if _, err := s.DB.Exec(ctx, `UPDATE settle_day d SET state = 'closed', closed_at = now(), txns = $2,
 		merchants = (SELECT count(*) FROM settle_merchant m WHERE m.settle_date = d.settle_date),
@@ -274,9 +311,9 @@ func (s *Settler) closeDay(ctx context.Context, d time.Time) (*DayResult, error)
 	}
 	r, err := s.dayResult(ctx, d)
 	if r != nil {
-		r.Resumed = resumed
+		r.Resumed = int(resumed.Load())
 		s.log().Info("settlement date closed", "date", d.Format("2006-01-02"), "txns", r.Txns, "merchants", r.Merchants,
-			"takings", r.Takings, "fees", r.Fees, "paid", r.Paid, "resumed", resumed,
+			"takings", r.Takings, "fees", r.Fees, "paid", r.Paid, "resumed", r.Resumed,
 			"read_s", scanned.Seconds(), "total_s", time.Since(t0).Seconds())
 	}
 	return r, err
@@ -324,34 +361,52 @@ type account struct {
 	mid             string
 	balance, frozen int64
 	credits         []*credit // oldest first
+	pending         []*refund // refunds waiting for clearing, oldest first
 	tx              pgx.Tx
 	batch           *pgx.Batch
+}
+
+// refund is a refund waiting for clearing: one already recorded, or one of the date being
+// closed (recorded with its outcome at the end).
+type refund struct {
+	id, amount int64
+	at         time.Time
+	item       *Item // set for a refund of the date being closed
 }
 
 func (a *account) available() int64 { return a.balance - a.frozen }
 
 func lockAccount(ctx context.Context, tx pgx.Tx, mid string) (*account, error) {
 	a := &account{mid: mid, tx: tx, batch: &pgx.Batch{}}
-	if _, err := tx.Exec(ctx, "INSERT INTO merchant_account (mid) VALUES ($1) ON CONFLICT DO NOTHING", mid); err != nil {
-		return nil, err
-	}
-	if err := tx.QueryRow(ctx, "SELECT balance, frozen FROM merchant_account WHERE mid = $1 FOR UPDATE", mid).Scan(&a.balance, &a.frozen); err != nil {
-		return nil, err
-	}
-	rows, err := tx.Query(ctx, "SELECT settle_date, payout_date, cycle LIKE 'T%', unpaid FROM settle_merchant WHERE mid = $1 AND unpaid <> 0 ORDER BY settle_date", mid)
-	if err != nil {
-		return nil, err
-	}
-	for rows.Next() {
-		c := &credit{}
-		if err := rows.Scan(&c.date, &c.payout, &c.business, &c.unpaid); err != nil {
-			rows.Close()
-			return nil, err
+	b := &pgx.Batch{}
+	b.Queue("INSERT INTO merchant_account (mid) VALUES ($1) ON CONFLICT DO NOTHING", mid)
+	b.Queue("SELECT balance, frozen FROM merchant_account WHERE mid = $1 FOR UPDATE", mid).QueryRow(func(r pgx.Row) error {
+		return r.Scan(&a.balance, &a.frozen)
+	})
+	b.Queue("SELECT settle_date, payout_date, cycle LIKE 'T%', unpaid FROM settle_merchant WHERE mid = $1 AND unpaid <> 0 ORDER BY settle_date", mid).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			c := &credit{}
+			if err := rows.Scan(&c.date, &c.payout, &c.business, &c.unpaid); err != nil {
+				return err
+			}
+			a.credits = append(a.credits, c)
 		}
-		a.credits = append(a.credits, c)
+		return rows.Err()
+	})
+	b.Queue("SELECT txn_id, amount, at FROM refund_clearing WHERE mid = $1 AND state = 'pending' ORDER BY at, txn_id", mid).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			r := &refund{}
+			if err := rows.Scan(&r.id, &r.amount, &r.at); err != nil {
+				return err
+			}
+			a.pending = append(a.pending, r)
+		}
+		return rows.Err()
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
 	}
-	rows.Close()
-	return a, rows.Err()
+	return a, nil
 }
 
 func (a *account) entry(kind string, amount int64, ref string) {
@@ -396,35 +451,34 @@ func (a *account) addCredit(c *credit, amount int64) {
 	a.credits = append(a.credits, c)
 }
 
-// clearRefunds clears pending refunds oldest first while the available balance covers them.
-func (a *account) clearRefunds(ctx context.Context, on time.Time, by string) (int64, int64, error) {
-	rows, err := a.tx.Query(ctx, "SELECT txn_id, amount FROM refund_clearing WHERE mid = $1 AND state = 'pending' ORDER BY at, txn_id", a.mid)
-	if err != nil {
-		return 0, 0, err
-	}
-	type pr struct{ id, amount int64 }
-	prs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (pr, error) {
-		var p pr
-		return p, r.Scan(&p.id, &p.amount)
-	})
-	if err != nil {
-		return 0, 0, err
-	}
-	var cleared, pending int64
+// clearRefunds clears pending refunds oldest first while the available balance covers them
+// (a later, smaller refund never overtakes an older one). It returns what it cleared and what
+// still waits.
+func (a *account) clearRefunds(on time.Time, by string) (cleared, pending int64) {
 	blocked := false
-	for _, p := range prs {
-		if blocked || p.amount > a.available() {
-			blocked = true // strictly in order: a later, smaller refund does not overtake
+	for _, p := range a.pending {
+		ok := !blocked && p.amount <= a.available()
+		if !ok {
+			blocked = true
 			pending += p.amount
-			continue
+		} else {
+			a.balance -= p.amount
+			a.take(p.amount, nil)
+			cleared += p.amount
+			a.entry("refund", -p.amount, fmt.Sprintf("refund txn %d", p.id))
 		}
-		a.balance -= p.amount
-		a.take(p.amount, nil)
-		cleared += p.amount
-		a.batch.Queue("UPDATE refund_clearing SET state = 'cleared', cleared_on = $2, cleared_by = $3 WHERE txn_id = $1", p.id, on, by)
-		a.entry("refund", -p.amount, fmt.Sprintf("refund txn %d", p.id))
+		switch {
+		case p.item != nil && ok:
+			a.batch.Queue(`INSERT INTO refund_clearing (txn_id, mid, settle_date, at, rrn, amount, state, cleared_on, cleared_by)
+				VALUES ($1,$2,$3,$4,$5,$6,'cleared',$7,$8)`, p.id, a.mid, on, p.at, p.item.RRN, p.amount, on, by)
+		case p.item != nil:
+			a.batch.Queue(`INSERT INTO refund_clearing (txn_id, mid, settle_date, at, rrn, amount, state) VALUES ($1,$2,$3,$4,$5,$6,'pending')`,
+				p.id, a.mid, on, p.at, p.item.RRN, p.amount)
+		case ok:
+			a.batch.Queue("UPDATE refund_clearing SET state = 'cleared', cleared_on = $2, cleared_by = $3 WHERE txn_id = $1", p.id, on, by)
+		}
 	}
-	return cleared, pending, nil
+	return cleared, pending
 }
 
 // valueFloor is the earliest value date of a pay-out made now: for D+N credits (paid any
@@ -497,11 +551,11 @@ func (s *Settler) settleMerchant(ctx context.Context, d time.Time, mid string, m
 	// Each merchant commits asynchronously: a crash loses the newest of these commits whole (or
 	// none), never part of one, and WAL order is kept; the re-run redoes exactly what was lost.
 	// The date's final 'closed' mark is a synchronous commit, which makes all of them durable.
-	if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
-		return false, err
-	}
 	var exists bool
-	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM settle_merchant WHERE settle_date = $1 AND mid = $2)", d, mid).Scan(&exists); err != nil {
+	b := &pgx.Batch{}
+	b.Queue("SET LOCAL synchronous_commit = off")
+	b.Queue("SELECT EXISTS (SELECT 1 FROM settle_merchant WHERE settle_date = $1 AND mid = $2)", d, mid).QueryRow(func(r pgx.Row) error { return r.Scan(&exists) })
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return false, err
 	}
 	if exists {
@@ -518,20 +572,17 @@ func (s *Settler) settleMerchant(ctx context.Context, d time.Time, mid string, m
 	if creditAmt != 0 {
 		a.entry("credit", creditAmt, "settlement "+d.Format("2006-01-02"))
 	}
-	if len(m.refunds) > 0 {
-		rows := make([][]any, len(m.refunds))
-		for i, r := range m.refunds {
-			rows[i] = []any{r.ID, mid, d, r.At, r.RRN, r.Amount, "pending"}
-		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"refund_clearing"}, []string{"txn_id", "mid", "settle_date", "at", "rrn", "amount", "state"}, pgx.CopyFromRows(rows)); err != nil {
-			return false, err
-		}
+	for _, r := range m.refunds {
+		a.pending = append(a.pending, &refund{id: r.ID, amount: r.Amount, at: r.At, item: r})
 	}
+	sort.SliceStable(a.pending, func(i, j int) bool {
+		if !a.pending[i].at.Equal(a.pending[j].at) {
+			return a.pending[i].at.Before(a.pending[j].at)
+		}
+		return a.pending[i].id < a.pending[j].id
+	})
 	by := "close:" + d.Format("2006-01-02")
-	cleared, pending, err := a.clearRefunds(ctx, d, by)
-	if err != nil {
-		return false, err
-	}
+	cleared, pending := a.clearRefunds(d, by)
 	paid := a.pay(d.AddDate(0, 0, 1), floorAt(cal, d, true), by)
 	a.batch.Queue(`INSERT INTO settle_merchant (settle_date, mid, grp, fee_group, rate_ppm, cap, cycle, payout_date,
 		purchases, purchase_amount, voids, void_amount, reversals, reversal_amount, refunds, refund_amount,

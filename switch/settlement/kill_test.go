@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -72,9 +73,9 @@ func TestSettleRunChild(t *testing.T) {
 	last := date(week[len(week)-1])
 	now := conf.Cutoff.At(last).Add(time.Hour)
 	s := &settlement.Settler{DB: newPool(t, url), Config: conf, Registry: registry, Now: func() time.Time { return now }}
-	n := 0
+	var n atomic.Int32 // across dates; merchants settle concurrently
 	s.AfterMerchant = func(int) {
-		if n++; n == killAt {
+		if n.Add(1) == int32(killAt) {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			time.Sleep(time.Minute)
 		}

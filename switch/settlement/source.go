@@ -25,6 +25,7 @@ type Item struct {
 	Base int64
 	// Refund is the amount of an approved refund (0 for other kinds).
 	Refund int64
+	orig   int64 // a reversal's original
 }
 
 // Takings is the item's effect on the day's takings (refunds are cleared separately).
@@ -57,38 +58,35 @@ func dateOnly(d time.Time) time.Time {
 
 // scanItems streams the transactions of settlement date d that move money (approved purchases,
 // voids and refunds, and reversals of approved originals), for one merchant or all (mid ""),
-// in id order, calling f for each that counts.
-func (c *Config) scanItems(ctx context.Context, db *pgxpool.Pool, d time.Time, mid string, f func(*Item)) error {
+// calling f for each that counts (reversals last). full reads every column a statement shows;
+// otherwise only what the close needs (TID, batch, STAN, MCC and card are left empty).
+func (c *Config) scanItems(ctx context.Context, db *pgxpool.Pool, d time.Time, mid string, full bool, f func(*Item)) error {
 	from, to := c.localDays(d)
-	q := `SELECT t.id, t.mid, t.tid, t.batch, t.stan, t.rrn, t.kind, t.mcc, t.pan_masked, t.amount, t.created_at,
-			t.orig_id, coalesce(o.kind, ''), coalesce(o.resp_code, ''), o.local_day
-		FROM txn t LEFT JOIN txn o ON t.kind = 'reversal' AND o.id = t.orig_id
-		WHERE t.local_day BETWEEN $1 AND $2 AND t.settle_date = $3
-		  AND ((t.kind IN ('purchase', 'void', 'refund') AND t.resp_code = '00') OR (t.kind = 'reversal' AND t.orig_id IS NOT NULL AND t.state = 'A'))`
+	cols := "id, mid, '', '', '', rrn, kind, '', '', amount, created_at, orig_id"
+	if full {
+		cols = "id, mid, tid, batch, stan, rrn, kind, mcc, pan_masked, amount, created_at, orig_id"
+	}
+	q := "SELECT " + cols + ` FROM txn
+		WHERE local_day BETWEEN $1 AND $2 AND settle_date = $3
+		  AND ((kind IN ('purchase', 'void', 'refund') AND resp_code = '00') OR (kind = 'reversal' AND orig_id IS NOT NULL AND state = 'A'))`
 	args := []any{from, to, dateOnly(d)}
 	if mid != "" {
-		q += " AND t.mid = $4"
+		q += " AND mid = $4"
 		args = append(args, mid)
 	}
-	q += " ORDER BY t.id"
+	if full {
+		q += " ORDER BY id"
+	}
 	rows, err := db.Query(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("reading the journal: %w", err)
 	}
-	type rev struct {
-		it               *Item
-		origID           int64
-		origKind, origRC string
-		origDay          time.Time
-	}
-	var revs []rev
+	var revs []*Item
+	var origs []int64
 	for rows.Next() {
 		it := &Item{}
 		var origID *int64
-		var origKind, origRC string
-		var origDay *time.Time
-		if err := rows.Scan(&it.ID, &it.MID, &it.TID, &it.Batch, &it.STAN, &it.RRN, &it.Kind, &it.MCC, &it.PAN, &it.Amount, &it.At,
-			&origID, &origKind, &origRC, &origDay); err != nil {
+		if err := rows.Scan(&it.ID, &it.MID, &it.TID, &it.Batch, &it.STAN, &it.RRN, &it.Kind, &it.MCC, &it.PAN, &it.Amount, &it.At, &origID); err != nil {
 			rows.Close()
 			return fmt.Errorf("reading the journal: %w", err)
 		}
@@ -100,10 +98,9 @@ func (c *Config) scanItems(ctx context.Context, db *pgxpool.Pool, d time.Time, m
 		case "refund":
 			it.Refund = it.Amount
 		case "reversal":
-			if origID == nil || origRC != "00" || (origKind != "purchase" && origKind != "void") {
-				continue // reversed nothing that had moved money
-			}
-			revs = append(revs, rev{it, *origID, origKind, origRC, *origDay})
+			it.orig = *origID
+			revs = append(revs, it)
+			origs = append(origs, *origID)
 			continue
 		}
 		f(it)
@@ -115,17 +112,36 @@ func (c *Config) scanItems(ctx context.Context, db *pgxpool.Pool, d time.Time, m
 	if len(revs) == 0 {
 		return nil
 	}
-	// A reversal moves money only if it is the first reversal of its original, and (for a
-	// purchase) no approved void came before it: the issuer treats the others as repeats.
-	ids := make([]int64, 0, len(revs))
-	days := make([]time.Time, 0, len(revs))
-	for _, r := range revs {
-		ids = append(ids, r.origID)
-		days = append(days, r.origDay)
+	// The originals of the reversals, by primary key. A reversal moves money only if its
+	// original was approved, it is the first reversal of it, and (for a purchase) no approved
+	// void came before it: the issuer treats the others as repeats.
+	type orig struct {
+		kind, rc string
+		day      time.Time
+	}
+	byID := map[int64]orig{}
+	rows, err = db.Query(ctx, "SELECT id, kind, resp_code, local_day FROM txn WHERE id = ANY($1)", origs)
+	if err != nil {
+		return fmt.Errorf("reading the journal: %w", err)
+	}
+	var days []time.Time
+	for rows.Next() {
+		var id int64
+		var o orig
+		if err := rows.Scan(&id, &o.kind, &o.rc, &o.day); err != nil {
+			rows.Close()
+			return err
+		}
+		byID[id] = o
+		days = append(days, o.day)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
 	}
 	before := map[int64]int64{} // original id -> the first id of a reversal or approved void of it
 	rows, err = db.Query(ctx, `SELECT orig_id, min(id) FROM txn WHERE local_day = ANY($1) AND orig_id = ANY($2)
-		AND (kind = 'reversal' OR (kind = 'void' AND resp_code = '00')) GROUP BY orig_id`, days, ids)
+		AND (kind = 'reversal' OR (kind = 'void' AND resp_code = '00')) GROUP BY orig_id`, days, origs)
 	if err != nil {
 		return fmt.Errorf("reading the journal: %w", err)
 	}
@@ -141,18 +157,20 @@ func (c *Config) scanItems(ctx context.Context, db *pgxpool.Pool, d time.Time, m
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	// emit in id order, merged with nothing else: reversals come after their scan position,
-	// which callers do not depend on (they aggregate or sort by id themselves)
-	for _, r := range revs {
-		if first, ok := before[r.origID]; ok && first != r.it.ID {
+	for _, it := range revs {
+		o, ok := byID[it.orig]
+		if !ok || o.rc != "00" || (o.kind != "purchase" && o.kind != "void") {
+			continue // reversed nothing that had moved money
+		}
+		if first, ok := before[it.orig]; ok && first != it.ID {
 			continue
 		}
-		if r.origKind == "purchase" {
-			r.it.Base = -r.it.Amount
+		if o.kind == "purchase" {
+			it.Base = -it.Amount
 		} else {
-			r.it.Base = r.it.Amount
+			it.Base = it.Amount
 		}
-		f(r.it)
+		f(it)
 	}
 	return nil
 }

@@ -129,7 +129,7 @@ func (s *Settler) DailyStatement(ctx context.Context, d time.Time, mid, group st
 		scanMID = ""
 	}
 	var fee, takings, refunds int64
-	err = s.Config.scanItems(ctx, s.DB, d, scanMID, func(it *Item) {
+	err = s.Config.scanItems(ctx, s.DB, d, scanMID, true, func(it *Item) {
 		if !want[it.MID] {
 			return
 		}
