@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -258,6 +259,11 @@ func TestFirstHour(t *testing.T) {
 	assert.Contains(t, o, "amount 12.34 yuan")
 	assert.Contains(t, o, "000000001234 (12.34 yuan)", "F4 as on the wire and in yuan")
 	assert.Regexp(t, `switch: issuer answered Approved \(rule issuer\), RRN \d{12}`, o)
+	if m := regexp.MustCompile(`RRN (\d{12})`).FindStringSubmatch(o); assert.NotNil(t, m, o) {
+		o, code = run("explain", m[1])
+		require.Equal(t, 0, code, o)
+		assert.Regexp(t, `issuer route default, via its primary endpoint 127\.0\.0\.1:\d+`, o, "explain names the issuer route taken")
+	}
 	for _, bad := range []string{"12.345", "1e2", "0", "-5"} {
 		o, code = run("pos", "purchase", "--amount", bad)
 		assert.Equal(t, 1, code, o)
