@@ -326,3 +326,27 @@ func TestBoundTerminal(t *testing.T) {
 	assert.Equal(t, "terminal", rs[0].Rule)
 	assert.Contains(t, rs[0].Reason, "bound to")
 }
+
+// TestForgedBatchUpload: a batch upload (0320, no MAC) records 差错 items (batch_mismatch) only
+// when it comes from where the terminal proved its keys; a forged one is answered and ignored.
+func TestForgedBatchUpload(t *testing.T) {
+	s := switchtest.Start(t, switchtest.Options{})
+	d := s.SignedOn("10000001")
+	p, err := d.Purchase(good, 5000)
+	require.Equal(t, rc.Approved, code(t, p, err))
+	mismatches := func() int {
+		var n int
+		require.NoError(t, s.Journal.Pool.QueryRow(t.Context(), "SELECT count(*) FROM batch_mismatch").Scan(&n))
+		return n
+	}
+	phantom := []pos.UploadItem{{CardClass: "00", STAN: p.Resp.STAN, PAN: goodPAN, Amount: 1}, {CardClass: "00", STAN: "777777", PAN: goodPAN, Amount: 1}}
+	r, err := next(impostor(t, s, d), d).Upload(phantom, "201")
+	require.Equal(t, rc.Approved, code(t, r, err))
+	assert.Equal(t, 0, mismatches(), "a forged upload records no 差错 item")
+	rs := rejectsOf(t, s, "10000001", 1)
+	assert.Equal(t, "batch-upload-unproven", rs[0].Rule)
+
+	r, err = d.Upload(phantom, "201")
+	require.Equal(t, rc.Approved, code(t, r, err))
+	assert.Equal(t, 2, mismatches(), "the terminal's own upload is reconciled")
+}

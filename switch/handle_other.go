@@ -190,6 +190,12 @@ func (s *Switch) checkUpload(ctx context.Context, t *Txn) {
 	if t.F60.NMI != "201" {
 		return
 	}
+	// unMACed: only an upload from where the terminal proved its keys may record 差错 items
+	// (otherwise anyone could fill batch_mismatch with phantom differences)
+	if st, err := s.Journal.TerminalState(ctx, t.Req.MID, t.Req.TID); err != nil || !fromProvenAddress(st, t.Peer) {
+		s.ignore(t, "batch-upload-unproven", fmt.Sprintf("batch upload from %s, not from %s where the terminal proved its keys: its items are not reconciled", t.Peer.ip(), orNone(st)))
+		return
+	}
 	items, err := pos.ParseUpload48(t.Req.Detail)
 	if err != nil {
 		s.Log.Warn("batch upload not reconciled", "tid", t.Req.TID, "batch", t.F60.Batch, "err", err.Error())

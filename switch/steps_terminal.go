@@ -120,6 +120,11 @@ func checkMAC(ctx context.Context, s *Switch, t *Txn) (string, string) {
 		if c.pending != nil {
 			return s.proveSignOn(ctx, t, c.pending)
 		}
+		if t.State.ProvenFrom == "" && t.Peer.ip() != "" { // keys made current before addresses were recorded
+			if err := s.Journal.SetProvenFrom(ctx, t.Req.MID, t.Req.TID, t.Peer.ip()); err != nil {
+				s.Log.Warn("proven address not recorded", "tid", t.Req.TID, "err", err.Error())
+			}
+		}
 		return "", ""
 	}
 	return rc.MACFailed, "field 64 does not verify under the terminal's MAC key"

@@ -132,6 +132,16 @@ func (j *Journal) ProveSignOn(ctx context.Context, mid, tid string, p PendingSig
 	return proved, err
 }
 
+// SetProvenFrom records the address a terminal's current keys were proven from, when none is
+// recorded yet (keys made current before migration 0012).
+func (j *Journal) SetProvenFrom(ctx context.Context, mid, tid, addr string) error {
+	defer j.states.evict(stateKey(mid, tid))
+	return j.Commit(ctx, func(b *pgx.Batch) {
+		b.Queue(`UPDATE terminal_state SET proven_from=$3 WHERE mid=$1 AND tid=$2 AND proven_from=''`, mid, tid, addr)
+		notifyStateOp(b, mid, tid)
+	})
+}
+
 // SignOff records a sign-off: the current keys no longer serve purchases (they stay for the
 // terminal's pending reversals) and pending sign-ons are dropped.
 func (j *Journal) SignOff(ctx context.Context, mid, tid string) error {
