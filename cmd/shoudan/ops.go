@@ -68,7 +68,7 @@ func explainCmd(cfgPath *string) *cobra.Command {
 					return fmt.Errorf("explain: give an RRN, or --tid and --stan")
 				}
 				if len(ts) == 0 {
-					return fmt.Errorf("no such transaction in the journal")
+					return fmt.Errorf("no such transaction in the journal (a request declined before authentication, 30/97/77/A0, is not journaled: see shoudan rejects --tid %s)", orAny(tid))
 				}
 				for _, t := range ts {
 					r, err := j.RouteOf(cmd.Context(), t.ID)
@@ -349,4 +349,11 @@ func writeSummary(w io.Writer, s *query.Summaries) error {
 	fmt.Fprintln(w, "\ncolumns (amounts in yuan):")
 	_, err := io.WriteString(w, columnLegend())
 	return err
+}
+
+func orAny(tid string) string {
+	if tid == "" {
+		return "TID"
+	}
+	return tid
 }
