@@ -65,19 +65,18 @@ func checkSignedOn(ctx context.Context, s *Switch, t *Txn) (string, string) {
 	}
 	t.State = st
 	reversal := t.Kind == pos.Reversal
-	var sealed [][]byte
-	var pending []*journal.PendingSignOn
+	t.keys = t.keys[:0]
 	if st.Current() && (reversal || (st.SignedOn && t.F60.Batch == st.Batch)) {
-		sealed, pending = append(sealed, st.KeysEnc), append(pending, nil)
+		t.keys = append(t.keys, candidateKeys{sealed: st.KeysEnc})
 	}
 	if st != nil {
 		for i := range st.Pending {
 			if p := &st.Pending[i]; reversal || p.Batch == t.F60.Batch {
-				sealed, pending = append(sealed, p.KeysEnc), append(pending, p)
+				t.keys = append(t.keys, candidateKeys{sealed: p.KeysEnc, pending: p})
 			}
 		}
 	}
-	if len(sealed) == 0 {
+	if len(t.keys) == 0 {
 		if st == nil || (!st.SignedOn && len(st.Pending) == 0) || (!st.Current() && reversal) {
 			return rc.SignOnAgain, "terminal has no current sign-on"
 		}
@@ -86,13 +85,12 @@ func checkSignedOn(ctx context.Context, s *Switch, t *Txn) (string, string) {
 		}
 		return rc.SignOnAgain, fmt.Sprintf("batch 60.2 %s is not the terminal's current batch %s", t.F60.Batch, st.Batch)
 	}
-	t.keys = t.keys[:0]
-	for i, enc := range sealed {
-		wk, err := s.Security.OpenKeys(enc)
+	for i := range t.keys {
+		wk, err := s.Security.OpenKeys(t.keys[i].sealed)
 		if err != nil {
 			return rc.SystemMalfunction, "working keys unreadable"
 		}
-		t.keys = append(t.keys, candidateKeys{wk, pending[i]})
+		t.keys[i].WorkingKeys = wk
 	}
 	t.Keys = t.keys[0].WorkingKeys
 	return "", ""
@@ -102,6 +100,7 @@ func checkSignedOn(ctx context.Context, s *Switch, t *Txn) (string, string) {
 // those of a pending sign-on.
 type candidateKeys struct {
 	WorkingKeys
+	sealed  []byte
 	pending *journal.PendingSignOn
 }
 
