@@ -55,6 +55,7 @@ type Module struct {
 
 	mu     sync.Mutex
 	cache  map[string]*cached // wrapped block → its session object
+	ops    map[pkcs11.ObjectHandle]*keyOp
 	zpk    pkcs11.ObjectHandle
 	zpkOld pkcs11.ObjectHandle
 	calls  callCounter
@@ -126,7 +127,7 @@ func Open(cfg Config) (*Module, error) {
 	if !ok {
 		return nil, fmt.Errorf("hsm: no initialised token labelled %q in %s", cfg.Token, cfg.Module)
 	}
-	m := &Module{ctx: c, slot: slot, cache: map[string]*cached{}}
+	m := &Module{ctx: c, slot: slot, cache: map[string]*cached{}, ops: map[pkcs11.ObjectHandle]*keyOp{}}
 	if m.owner, err = c.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION); err != nil {
 		return nil, fmt.Errorf("hsm: C_OpenSession: %w", err)
 	}
@@ -156,6 +157,12 @@ func Open(cfg Config) (*Module, error) {
 
 // Close ends the sessions (the session objects go with them).
 func (m *Module) Close() {
+	m.mu.Lock()
+	for h, op := range m.ops {
+		op.close(m)
+		delete(m.ops, h)
+	}
+	m.mu.Unlock()
 	if m.sessions != nil {
 		for len(m.sessions) > 0 {
 			m.ctx.CloseSession(<-m.sessions)
@@ -221,7 +228,7 @@ var (
 func template(keyType uint, token, extractable bool, usage ...uint) []*pkcs11.Attribute {
 	t := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, keyType),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, token), pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, token), pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, token),
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true), pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, extractable),
 	}
 	for _, u := range []uint{pkcs11.CKA_ENCRYPT, pkcs11.CKA_DECRYPT, pkcs11.CKA_WRAP, pkcs11.CKA_UNWRAP, pkcs11.CKA_DERIVE, pkcs11.CKA_SIGN, pkcs11.CKA_VERIFY} {
@@ -342,6 +349,10 @@ func (m *Module) evict() {
 	n := 0
 	for k, c := range m.cache {
 		if c.used < oldest || n < len(m.cache)/4 {
+			if op := m.ops[c.h]; op != nil {
+				op.close(m)
+				delete(m.ops, c.h)
+			}
 			m.ownerMu.Lock()
 			m.ctx.DestroyObject(m.owner, c.h)
 			m.ownerMu.Unlock()
@@ -353,6 +364,12 @@ func (m *Module) evict() {
 
 func (m *Module) forget(w []byte) {
 	m.mu.Lock()
+	if c := m.cache[string(w)]; c != nil {
+		if op := m.ops[c.h]; op != nil {
+			op.close(m)
+			delete(m.ops, c.h)
+		}
+	}
 	delete(m.cache, string(w))
 	m.mu.Unlock()
 }
@@ -439,3 +456,80 @@ func zero(b []byte) {
 }
 
 type callCounter struct{ use uint64 }
+
+// keyOp is a long-lived ECB operation under one key object on a session of its own: a PKCS#11
+// operation costs its C_EncryptInit (the token looks the key up and builds its key schedule:
+// tens of µs in SoftHSM with OpenSSL 3) and then a C_EncryptUpdate per block (about 2 µs). ECB
+// keeps no state between blocks, so one operation that is never finalised serves every MAC (or
+// PIN block) of a signed-on terminal. Opened on first use, closed when its key object leaves the
+// cache.
+type keyOp struct {
+	mu   sync.Mutex
+	s    pkcs11.SessionHandle
+	open bool
+}
+
+// maxOps bounds the sessions held by long-lived operations (two per active terminal); beyond
+// it operations fall back to one-shot calls on the pooled sessions.
+const maxOps = 8192
+
+func (op *keyOp) close(m *Module) {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	if op.open {
+		m.ctx.CloseSession(op.s)
+		op.open = false
+	}
+}
+
+// stream runs f with an update function on the long-lived ECB operation (decrypt or encrypt)
+// of key object h, opening it the first time.
+func (m *Module) stream(h pkcs11.ObjectHandle, decrypt bool, f func(upd func([]byte) ([]byte, error)) error) error {
+	m.mu.Lock()
+	op := m.ops[h]
+	if op == nil && len(m.ops) < maxOps {
+		op = &keyOp{}
+		m.ops[h] = op
+	}
+	m.mu.Unlock()
+	if op == nil {
+		return m.session(func(s pkcs11.SessionHandle) error {
+			return f(func(in []byte) ([]byte, error) {
+				if decrypt {
+					return m.decrypt(s, h, pkcs11.CKM_DES3_ECB, in)
+				}
+				return m.encrypt(s, h, pkcs11.CKM_DES3_ECB, nil, in)
+			})
+		})
+	}
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	if !op.open {
+		s, err := m.ctx.OpenSession(m.slot, pkcs11.CKF_SERIAL_SESSION)
+		if err != nil {
+			return fmt.Errorf("hsm: C_OpenSession: %w", err)
+		}
+		mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_DES3_ECB, nil)}
+		if decrypt {
+			err = m.ctx.DecryptInit(s, mech, h)
+		} else {
+			err = m.ctx.EncryptInit(s, mech, h)
+		}
+		if err != nil {
+			m.ctx.CloseSession(s)
+			return err
+		}
+		op.s, op.open = s, true
+	}
+	err := f(func(in []byte) ([]byte, error) {
+		if decrypt {
+			return m.ctx.DecryptUpdate(op.s, in)
+		}
+		return m.ctx.EncryptUpdate(op.s, in)
+	})
+	if err != nil { // the operation ends with an error: a fresh one next time
+		m.ctx.CloseSession(op.s)
+		op.open = false
+	}
+	return err
+}

@@ -168,3 +168,33 @@ func TestCeremony(t *testing.T) {
 	_, err = Ceremony{Usage: "TMK", For: "x", Components: 2, In: strings.NewReader("12345\n"), Out: &out}.Run(shared)
 	require.ErrorContains(t, err, "expected 16, 32 or 48 hex digits")
 }
+
+// The same operations in software (spec/keys, keys in memory), for comparison in the same run.
+func BenchmarkSoftwareMAC(b *testing.B) {
+	tak := unhex("1111111111111111")
+	mab := bytes.Repeat([]byte("0200702406C020C09A11"), 8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := keys.MAC(tak, mab); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkSoftwareTranslatePIN(b *testing.B) {
+	tpk := unhex("0123456789ABCDEFFEDCBA9876543210")
+	pan := "6222021234567890123"
+	pb, _ := keys.PINBlock(tpk, "123456", pan)
+	b.RunParallel(func(p *testing.PB) {
+		for p.Next() {
+			pin, err := keys.ClearPIN(tpk, pb, pan)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := keys.PINBlock(testZPK, pin, pan); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -163,17 +163,28 @@ func (k *Keys) MAC(mab []byte) ([8]byte, error) {
 		subtle.XORBytes(r[:end-i], r[:end-i], mab[i:end])
 	}
 	h := []byte(strings.ToUpper(hex.EncodeToString(r[:])))
-	var e []byte
+	var e2 []byte
 	err := k.m.retry(k.tak, pkcs11.CKK_DES2, func(th pkcs11.ObjectHandle) error {
-		return k.m.session(func(s pkcs11.SessionHandle) (err error) {
-			e, err = k.m.encrypt(s, th, pkcs11.CKM_DES3_CBC, make([]byte, 8), h)
+		return k.m.stream(th, false, func(upd func([]byte) ([]byte, error)) error {
+			e1, err := upd(h[:8])
+			if err != nil {
+				return err
+			}
+			if len(e1) != 8 {
+				return fmt.Errorf("expected 8 bytes from the token, found %d", len(e1))
+			}
+			subtle.XORBytes(e1, e1, h[8:16])
+			e2, err = upd(e1)
 			return err
 		})
 	})
+	if err == nil && len(e2) != 8 {
+		err = fmt.Errorf("expected 8 bytes from the token, found %d", len(e2))
+	}
 	if err != nil {
 		return out, fmt.Errorf("hsm: MAC: %w", err)
 	}
-	copy(out[:], strings.ToUpper(hex.EncodeToString(e[8:12])))
+	copy(out[:], strings.ToUpper(hex.EncodeToString(e2[:4])))
 	return out, nil
 }
 
@@ -192,17 +203,22 @@ func (k *Keys) TranslatePIN(block []byte, pan string) ([]byte, error) {
 	}
 	var out []byte
 	err := k.m.retry(k.tpk, pkcs11.CKK_DES2, func(th pkcs11.ObjectHandle) error {
-		return k.m.session(func(s pkcs11.SessionHandle) error {
-			p, err := k.m.decrypt(s, th, pkcs11.CKM_DES3_ECB, block)
+		return k.m.stream(th, true, func(dec func([]byte) ([]byte, error)) error {
+			p, err := dec(block)
 			if err != nil {
 				return err
 			}
 			defer zero(p)
+			if len(p) != 8 {
+				return fmt.Errorf("hsm: expected 8 bytes from the token, found %d", len(p))
+			}
 			if err := checkFormat0(p, pan); err != nil {
 				return err
 			}
-			out, err = k.m.encrypt(s, zpk, pkcs11.CKM_DES3_ECB, nil, p)
-			return err
+			return k.m.stream(zpk, false, func(enc func([]byte) ([]byte, error)) (err error) {
+				out, err = enc(p)
+				return err
+			})
 		})
 	})
 	return out, err
