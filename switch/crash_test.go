@@ -209,6 +209,7 @@ func newRunner(t *testing.T, faults sim.Faults) (*runner, *terminals.Registry) {
 		{"addr: 127.0.0.1:5001", "addr: " + test},
 		{"addr: 127.0.0.1:9100", "addr: 127.0.0.1:0"},
 		{"addr: 127.0.0.1:8080", "addr: 127.0.0.1:0"},
+		{"addr: 127.0.0.1:9200", "addr: 127.0.0.1:0"},
 		{`url: ""`, fmt.Sprintf("url: %q", url)},
 		{"addrs: []", fmt.Sprintf("addrs: [%q]", issuer.Addr)},
 		{"timeout: 3s", "timeout: 500ms"},

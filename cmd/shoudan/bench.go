@@ -536,7 +536,7 @@ func startSwitch(ctx context.Context, dir, dbURL string, env ...string) (*benchS
 	}
 
 	y := string(app.Demo)
-	for _, p := range []string{"127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:9100", "127.0.0.1:8080"} {
+	for _, p := range []string{"127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:9100", "127.0.0.1:8080", "127.0.0.1:9200"} {
 		y = strings.Replace(y, "addr: "+p, "addr: 127.0.0.1:0", 1)
 	}
 	y = strings.Replace(y, "control: 127.0.0.1:5080", "control: 127.0.0.1:0", 1)

@@ -38,6 +38,7 @@ func newServe(t *testing.T, edit func(string) string) *serveSetup {
 		{"control: 127.0.0.1:5080", "control: " + s.ctl},
 		{"addr: 127.0.0.1:9100", "addr: " + s.adm},
 		{"addr: 127.0.0.1:8080", "addr: 127.0.0.1:0"},
+		{"addr: 127.0.0.1:9200", "addr: 127.0.0.1:0"},
 		{"data_dir: ./data", "data_dir: " + filepath.Join(s.dir, "data")},
 	} {
 		require.Contains(t, y, r[0])

@@ -46,12 +46,12 @@ func (is *Issuer) Handle(req *upstream.Message) *upstream.Message {
 		resp.RespCode, resp.AuthCode = is.purchase(req)
 	case req.MTI == "0200" && req.ProcCode == upstream.ProcVoid:
 		resp.RespCode, resp.AuthCode = is.void(req)
-	case req.MTI == "0220":
+	case req.MTI == "0220" || req.MTI == "0221":
 		resp.RespCode, resp.AuthCode = is.refund(req)
 	default:
 		resp.RespCode = "12"
 	}
-	if resp.RespCode == "00" && (req.MTI == "0200" || req.MTI == "0220") && req.ProcCode != upstream.ProcBalance {
+	if resp.RespCode == "00" && (req.MTI == "0200" || req.MTI == "0220" || req.MTI == "0221") && req.ProcCode != upstream.ProcBalance {
 		is.Ledger.stamp(req, is.Now())
 	}
 	if req.MTI != "0800" && req.MTI != "0820" && req.ProcCode != upstream.ProcBalance {
@@ -142,6 +142,9 @@ func (is *Issuer) void(req *upstream.Message) (string, string) {
 	if is.overtaken(req) {
 		return "12", ""
 	}
+	if a := l.repeat(req, "void"); a != nil {
+		return "00", a.AuthCode
+	}
 	orig := l.auths[upstream.OriginalKey(req.Original)]
 	if orig == nil || orig.Kind != "purchase" {
 		return "25", ""
@@ -156,6 +159,7 @@ func (is *Issuer) void(req *upstream.Message) (string, string) {
 	l.cards[orig.PAN].Balance += orig.Amount
 	l.record(&Auth{Key: upstream.Key(req), PAN: orig.PAN, Kind: "void", Amount: req.Amount, State: "approved", AuthCode: authCode(), Of: orig.Key})
 	a := l.auths[upstream.Key(req)]
+	l.remember(req, a)
 	return "00", a.AuthCode
 }
 
@@ -166,13 +170,26 @@ func (is *Issuer) refund(req *upstream.Message) (string, string) {
 	if is.overtaken(req) {
 		return "12", ""
 	}
-	c := l.cards[req.PAN]
+	if a := l.repeat(req, "refund"); a != nil {
+		return "00", a.AuthCode
+	}
+	pan := req.PAN
+	if pan == "" && req.Original != "" {
+		// a back-office refund carries no card: the original purchase (F90) names it
+		orig := l.auths[upstream.OriginalKey(req.Original)]
+		if orig == nil || orig.Kind != "purchase" {
+			return "25", ""
+		}
+		pan = orig.PAN
+	}
+	c := l.cards[pan]
 	if c == nil {
 		return "14", ""
 	}
 	c.Balance += req.Amount
-	a := &Auth{Key: upstream.Key(req), PAN: req.PAN, Kind: "refund", Amount: req.Amount, State: "approved", AuthCode: authCode()}
+	a := &Auth{Key: upstream.Key(req), PAN: pan, Kind: "refund", Amount: req.Amount, State: "approved", AuthCode: authCode()}
 	l.record(a)
+	l.remember(req, a)
 	return "00", a.AuthCode
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shoudan/shoudan/spec"
+	"github.com/shoudan/shoudan/spec/upstream"
 )
 
 // Card is a test card.
@@ -52,6 +53,7 @@ type Ledger struct {
 	file      *ledgerFile
 	evicted   int
 	since     int
+	byRRN map[string]string // approved refunds and voids by kind, acquirer and RRN: their keys (see repeat)
 }
 
 func NewLedger(cards []Card) *Ledger {
@@ -120,6 +122,42 @@ func (l *Ledger) record(a *Auth) {
 	}
 	l.auths[a.Key] = a
 	l.maybeEvict()
+}
+
+// repeat finds an approved refund or void already applied under the request's RRN (F37) from
+// the same acquirer: a repeated advice (0221, or a store-and-forward retry after a lost answer)
+// is acknowledged with the first one's authorisation code and changes nothing. The index is
+// derived from the books (rebuilt after a restart, forgetting what eviction forgot). Called with mu.
+func (l *Ledger) repeat(req *upstream.Message, kind string) *Auth {
+	if req.RRN == "" {
+		return nil
+	}
+	if l.byRRN == nil || len(l.byRRN) > 2*len(l.auths)+1024 {
+		l.byRRN = map[string]string{}
+		for k, a := range l.auths {
+			if a.RRN != "" && (a.Kind == "refund" || a.Kind == "void") && len(k) >= 31 {
+				l.byRRN[a.Kind+"/"+k[20:31]+"/"+a.RRN] = k
+			}
+		}
+	}
+	a := l.auths[l.byRRN[rrnKey(kind, req)]]
+	if a != nil {
+		a.Repeats++
+	}
+	return a
+}
+
+// rrnKey indexes an applied refund or void by kind, acquirer (as F90 writes it) and RRN.
+func rrnKey(kind string, req *upstream.Message) string {
+	return kind + "/" + upstream.Key(req)[20:31] + "/" + req.RRN
+}
+
+// remember indexes an applied refund or void for repeat. Called with mu.
+func (l *Ledger) remember(req *upstream.Message, a *Auth) {
+	if req.RRN == "" || l.byRRN == nil {
+		return // built from the books at the next repeat check
+	}
+	l.byRRN[rrnKey(a.Kind, req)] = a.Key
 }
 
 var authSeq struct {

@@ -37,6 +37,7 @@ import (
 	"github.com/shoudan/shoudan/switch/journal/pginstance"
 	"github.com/shoudan/shoudan/switch/metrics"
 	"github.com/shoudan/shoudan/switch/netserve"
+	"github.com/shoudan/shoudan/switch/refunds"
 	"github.com/shoudan/shoudan/switch/settlement"
 	"github.com/shoudan/shoudan/terminals"
 	"github.com/shoudan/shoudan/terminals/registrydb"
@@ -68,6 +69,10 @@ type App struct {
 	Users   *backoffice.Store
 	// DemoUsers were created at this start (the first, with console.demo_users): print them once.
 	DemoUsers []backoffice.NewUser
+	// Refunds are the back office's refunds and voids, their advices upstream and the
+	// notifications to merchant systems; MerchantAPI the bound merchant API address ("" = off).
+	Refunds     *refunds.Service
+	MerchantAPI string
 
 	pg       *pginstance.Instance
 	cancel   context.CancelFunc
@@ -84,6 +89,9 @@ type App struct {
 	// started is the file's config when the switch started (before any programmatic
 	// override): what an edit of a restart-only key is compared with.
 	started *Config
+
+	refundsDone chan struct{}
+	apiDone     chan struct{}
 
 	settleCfg  atomic.Pointer[settlement.Config]
 	settleDone chan struct{}
@@ -316,6 +324,9 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 			return nil, err
 		}
 	}
+	if err := a.startRefunds(rctx); err != nil {
+		return nil, err
+	}
 	if c.Settlement.AutoClose {
 		a.settleDone = make(chan struct{})
 		go func() { defer close(a.settleDone); a.Settler.Schedule(rctx, a.afterClose) }()
@@ -351,6 +362,31 @@ func (a *App) startConsole(ctx context.Context) error {
 		return fmt.Errorf("%w (set console.addr to a free address, or off)", err)
 	}
 	a.Console = con
+	return nil
+}
+
+// startRefunds starts the back office's refunds: the forwarder of their advices, the
+// notifier, and the merchant API listener when merchant_api.addr is set.
+func (a *App) startRefunds(ctx context.Context) error {
+	c := a.Config
+	a.Refunds = refunds.New(a.Switch, a.Log)
+	a.Refunds.Lease = 2*c.Issuer.Timeout + time.Second
+	a.Refunds.Notify.Backoff, a.Refunds.Notify.MaxBackoff = c.Notify.Backoff, c.Notify.MaxBackoff
+	a.Refunds.Notify.Expiry, a.Refunds.Notify.Timeout = c.Notify.Expiry, c.Notify.Timeout
+	a.refundsDone = make(chan struct{})
+	go func() { defer close(a.refundsDone); a.Refunds.Run(ctx) }()
+	if c.MerchantAPI.Addr == "" || c.MerchantAPI.Addr == "off" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", c.MerchantAPI.Addr)
+	if err != nil {
+		return c.addrError("merchant_api.addr", c.MerchantAPI.Addr, err)
+	}
+	a.MerchantAPI = ln.Addr().String()
+	api := &refunds.API{Svc: a.Refunds, Window: c.MerchantAPI.Window, Log: a.Log}
+	a.apiDone = make(chan struct{})
+	go func() { defer close(a.apiDone); _ = api.Serve(ctx, ln) }()
+	a.Log.Info("merchant API listening", "addr", a.MerchantAPI)
 	return nil
 }
 
@@ -670,6 +706,12 @@ func (a *App) close(ctx context.Context) {
 		}
 		if a.settleDone != nil {
 			<-a.settleDone
+		}
+		if a.refundsDone != nil {
+			<-a.refundsDone
+		}
+		if a.apiDone != nil {
+			<-a.apiDone
 		}
 	}
 	if a.admin != nil {

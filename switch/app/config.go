@@ -114,6 +114,19 @@ type Config struct {
 		Drain time.Duration `yaml:"drain"`
 	} `yaml:"shutdown"`
 
+	// MerchantAPI is the merchant API's listener (refunds and queries, signed requests; issue 16):
+	// "off" (or "") = not served. Notify shapes notifications to merchant systems' callback URLs.
+	MerchantAPI struct {
+		Addr   string        `yaml:"addr"`
+		Window time.Duration `yaml:"window"` // accepted clock difference of a signed request (5m)
+	} `yaml:"merchant_api"`
+	Notify struct {
+		Backoff    time.Duration `yaml:"backoff"`     // after every URL failed: backoff, 2×, 4× … (15s)
+		MaxBackoff time.Duration `yaml:"max_backoff"` // (1h)
+		Expiry     time.Duration `yaml:"expiry"`      // give up after (24h)
+		Timeout    time.Duration `yaml:"timeout"`     // per attempt (5s)
+	} `yaml:"notify"`
+
 	// Settlement is the settlement section (cut-off, fees, calendar, cycles), read by package
 	// settlement, which names the line of every error.
 	Settlement *settlement.Config `yaml:"-"`
@@ -147,7 +160,7 @@ type HSMConfig struct {
 // envKeys can be overridden by SHOUDAN_<KEY with . as _>, e.g. SHOUDAN_DATABASE_URL,
 // SHOUDAN_RULES_QPS_LIMIT.
 var envKeys = []string{"database.url", "data_dir", "admin.addr", "console.addr", "log.format", "log.level", "issuer.addrs", "issuer.timeout",
-	"issuer.zone_key", "issuer.conns", "shutdown.drain", "limits.max_conns", "limits.idle_timeout", "hsm.module", "hsm.token", "hsm.pin", "hsm.pin_file"}
+	"issuer.zone_key", "issuer.conns", "shutdown.drain", "limits.max_conns", "limits.idle_timeout", "hsm.module", "hsm.token", "hsm.pin", "hsm.pin_file", "merchant_api.addr"}
 
 // ruleEnvKeys are rules overridable from the environment; they are written into the YAML tree
 // before package terminals reads it, so an invalid override is reported like a bad line.
@@ -327,6 +340,9 @@ func (c *Config) check() error {
 			}
 			b.Ranges = append(b.Ranges, p.Masked())
 		}
+	}
+	if c.MerchantAPI.Window < 0 || c.Notify.Backoff < 0 || c.Notify.MaxBackoff < 0 || c.Notify.Expiry < 0 || c.Notify.Timeout < 0 {
+		return fmt.Errorf("merchant_api.window and notify durations: expected ≥ 0 (0 = the default), found a negative one")
 	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		return fmt.Errorf("log.format: expected json or text, found %q", c.Log.Format)

@@ -73,6 +73,9 @@ func (c *Config) listenAddrs() [][2]string {
 	if c.Admin.Addr != "" {
 		out = append(out, [2]string{"admin.addr", c.Admin.Addr})
 	}
+	if c.MerchantAPI.Addr != "" && c.MerchantAPI.Addr != "off" {
+		out = append(out, [2]string{"merchant_api.addr", c.MerchantAPI.Addr})
+	}
 	if len(c.Issuer.Addrs) == 0 {
 		out = append(out, [2]string{"issuer.sim.listen", c.Issuer.Sim.Listen})
 		if c.Issuer.Sim.Control != "" {

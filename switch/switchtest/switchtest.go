@@ -181,6 +181,7 @@ func Config(t testing.TB, o Options) string {
 		{"control: 127.0.0.1:5080", "control: 127.0.0.1:0"},
 		{"addr: 127.0.0.1:9100", "addr: 127.0.0.1:0"},
 		{"addr: 127.0.0.1:8080", "addr: 127.0.0.1:0"},
+		{"addr: 127.0.0.1:9200", "addr: 127.0.0.1:0"},
 	} {
 		y = strings.Replace(y, r[0], r[1], 1)
 	}
