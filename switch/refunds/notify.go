@@ -32,14 +32,14 @@ type NotifyConfig struct {
 	MaxBackoff time.Duration // the longest wait between passes (1h)
 	Expiry     time.Duration // give up this long after the event (24h)
 	Timeout    time.Duration // per HTTP attempt (5s)
-	Lease      time.Duration // a claimed notification is reserved for its sender this long (1m)
+	Lease      time.Duration // a claimed notification is reserved for its sender this long (3 × Timeout + 2s)
 	Every      time.Duration // how often due notifications are looked for (200ms)
 }
 
 // DefaultNotify is the delivery schedule: about what 微信支付 does (15s, 15s, 30s, 3m … over 24h).
 func DefaultNotify() NotifyConfig {
 	return NotifyConfig{Backoff: 15 * time.Second, MaxBackoff: time.Hour, Expiry: 24 * time.Hour, Timeout: 5 * time.Second,
-		Lease: time.Minute, Every: 200 * time.Millisecond}
+		Every: 200 * time.Millisecond}
 }
 
 func (c NotifyConfig) withDefaults() NotifyConfig {
@@ -57,7 +57,7 @@ func (c NotifyConfig) withDefaults() NotifyConfig {
 		c.Timeout = d.Timeout
 	}
 	if c.Lease <= 0 {
-		c.Lease = d.Lease
+		c.Lease = 3*c.Timeout + 2*time.Second // one pass over three URLs
 	}
 	if c.Every <= 0 {
 		c.Every = d.Every
