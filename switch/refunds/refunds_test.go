@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	rc "github.com/shoudan/shoudan/responsecodes"
 	"github.com/shoudan/shoudan/issuerlink/sim"
+	rc "github.com/shoudan/shoudan/responsecodes"
 	"github.com/shoudan/shoudan/spec"
 	"github.com/shoudan/shoudan/switch/backoffice"
 	"github.com/shoudan/shoudan/switch/journal"
