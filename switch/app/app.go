@@ -358,6 +358,7 @@ func (a *App) startConsole(ctx context.Context) error {
 		return err
 	}
 	con.Edit = a.RegistryDB
+	con.Refunds = a.Refunds
 	if err := con.Start(c.Addr); err != nil {
 		return fmt.Errorf("%w (set console.addr to a free address, or off)", err)
 	}

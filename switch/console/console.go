@@ -21,6 +21,7 @@ import (
 
 	"github.com/shoudan/shoudan/switch/backoffice"
 	"github.com/shoudan/shoudan/switch/journal"
+	"github.com/shoudan/shoudan/switch/refunds"
 	"github.com/shoudan/shoudan/terminals"
 )
 
@@ -40,6 +41,8 @@ type Console struct {
 	Users    *backoffice.Store
 	Registry Registry
 	Edit     Editor // nil: the registry is read-only here
+	// Refunds are the back office's refunds (refunds.go); nil: no refund pages.
+	Refunds *refunds.Service
 	Log      *slog.Logger
 	// Secure marks cookies Secure (the console is served over TLS).
 	Secure bool
@@ -127,6 +130,7 @@ func (c *Console) Handler() http.Handler {
 	auth("POST /users", c.userAdd)
 	auth("POST /users/{id}", c.userChange)
 	auth("GET /audit", c.auditPage)
+	c.refundRoutes(mux, auth)
 	return securityHeaders(mux)
 }
 

@@ -308,6 +308,7 @@ type detailData struct {
 	Explain  posswitch.Explanation
 	Merchant string
 	Orig     *journal.Txn
+	Refund   *refundForm // the refund or void form and this purchase's refunds (refunds.go)
 }
 
 func (c *Console) txnDetail(w http.ResponseWriter, r *http.Request, p *page) {
@@ -321,6 +322,10 @@ func (c *Console) txnDetail(w http.ResponseWriter, r *http.Request, p *page) {
 		c.notFound(w, p)
 		return
 	}
+	c.renderDetail(w, r, p, t, http.StatusOK)
+}
+
+func (c *Console) renderDetail(w http.ResponseWriter, r *http.Request, p *page, t *journal.Txn, status int) {
 	p.Title = p.T("transaction") + " " + t.RRN
 	d := &detailData{T: t, Explain: posswitch.Explain(t), Merchant: p.merchantName(t.MID)}
 	if t.OrigID != nil {
@@ -328,8 +333,9 @@ func (c *Console) txnDetail(w http.ResponseWriter, r *http.Request, p *page) {
 			d.Orig = o
 		}
 	}
+	d.Refund = c.refundSection(r, p, t)
 	p.Data = d
-	c.render(w, p, "txn_detail.html", http.StatusOK)
+	c.render(w, p, "txn_detail.html", status)
 }
 
 type receiptData struct {

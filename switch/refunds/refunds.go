@@ -107,6 +107,8 @@ type Request struct {
 	TOTP string
 	// Direct skips review mode (the merchant API: the merchant's own system asks).
 	Direct bool
+	// totpDone: the dynamic password was checked once for the whole batch.
+	totpDone bool
 }
 
 // Refund is a refund as the back office shows it.
@@ -306,7 +308,7 @@ func (s *Service) Request(ctx context.Context, q Request) (*Refund, error) {
 	if err != nil {
 		return nil, err
 	}
-	if set.TOTPRequired && q.Source != FromAPI {
+	if set.TOTPRequired && q.Source != FromAPI && !q.totpDone {
 		if err := s.VerifyTOTP(ctx, q.By.UserID, q.TOTP); err != nil {
 			return nil, err
 		}
