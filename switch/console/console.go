@@ -43,7 +43,7 @@ type Console struct {
 	Edit     Editor // nil: the registry is read-only here
 	// Refunds are the back office's refunds (refunds.go); nil: no refund pages.
 	Refunds *refunds.Service
-	Log      *slog.Logger
+	Log     *slog.Logger
 	// Secure marks cookies Secure (the console is served over TLS).
 	Secure bool
 	Now    func() time.Time
