@@ -649,6 +649,8 @@ func restartKeys(old, c *Config) []string {
 	show("shutdown.drain", old.Shutdown.Drain, c.Shutdown.Drain, true)
 	// issuer.zone_key applies live (a ZPK rotation: checkKeys)
 	show("hsm", old.HSM, c.HSM, false)
+	show("merchant_api", old.MerchantAPI, c.MerchantAPI, true)
+	show("notify", old.Notify, c.Notify, true)
 	was, now := old.Issuer.Sim, c.Issuer.Sim
 	was.Faults, now.Faults = sim.Faults{}, sim.Faults{} // faults apply live
 	show("issuer.sim (listen, control, cards, limits)", was, now, false)

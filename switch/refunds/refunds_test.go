@@ -1,12 +1,11 @@
 package refunds_test
 
 import (
-	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pquerna/otp/totp"
 	"github.com/shoudan/shoudan/issuerlink/sim"
 	rc "github.com/shoudan/shoudan/responsecodes"
 	"github.com/shoudan/shoudan/spec"
@@ -312,5 +311,47 @@ func TestSettingsValidated(t *testing.T) {
 	assert.NoError(t, refunds.CheckSettings(&refunds.Settings{Callbacks: []string{"https://m.example/notify"}}))
 }
 
-var _ = context.Background
-var _ = fmt.Sprint
+// TestTOTP: with the dynamic password required, a console refund needs a code from the user's
+// confirmed authenticator; a wrong code, no enrolment and a code used before are refused.
+func TestTOTP(t *testing.T) {
+	s := start(t)
+	ctx := t.Context()
+	require.NoError(t, s.Refunds.SaveSettings(ctx, &refunds.Settings{MID: mid, TOTPRequired: true}, "admin"))
+	orig := purchase(t, s, 5000, 2)
+	q := req(orig, 100, "totp-1")
+	_, err := s.Refunds.Request(ctx, q)
+	assert.ErrorIs(t, err, refunds.ErrTOTP, "not enrolled")
+
+	e, err := s.Refunds.EnrolTOTP(ctx, 1, "op")
+	require.NoError(t, err)
+	assert.Contains(t, e.URI, "otpauth://totp/shoudan:op?")
+	var stored []byte
+	require.NoError(t, s.Journal.Pool.QueryRow(ctx, "SELECT secret_enc FROM user_totp WHERE user_id=1").Scan(&stored))
+	assert.NotContains(t, string(stored), e.Secret, "sealed, never in clear")
+	code, err := totp.GenerateCode(e.Secret, time.Now())
+	require.NoError(t, err)
+	q.TOTP = code
+	_, err = s.Refunds.Request(ctx, q)
+	assert.ErrorIs(t, err, refunds.ErrTOTP, "enrolment not confirmed yet")
+	require.NoError(t, s.Refunds.ConfirmTOTP(ctx, 1, code))
+
+	q.TOTP = "000000"
+	if code == "000000" {
+		q.TOTP = "111111"
+	}
+	_, err = s.Refunds.Request(ctx, q)
+	assert.ErrorIs(t, err, refunds.ErrTOTP, "a wrong code")
+	q.TOTP = code
+	_, err = s.Refunds.Request(ctx, q)
+	assert.ErrorIs(t, err, refunds.ErrTOTP, "the code that confirmed the enrolment is used")
+
+	next, err := totp.GenerateCode(e.Secret, time.Now().Add(30*time.Second))
+	require.NoError(t, err)
+	q.TOTP = next // the next step's code (one step of skew is accepted)
+	r, err := s.Refunds.Request(ctx, q)
+	require.NoError(t, err)
+	assert.Equal(t, refunds.Succeeded, final(t, s, r).State)
+	q.IdemKey = "totp-2"
+	_, err = s.Refunds.Request(ctx, q)
+	assert.ErrorIs(t, err, refunds.ErrTOTP, "a code works once")
+}
