@@ -238,7 +238,8 @@ func (s *Service) runNotify(ctx context.Context) {
 		case <-t.C:
 		case <-s.nkick:
 		}
-		s.paymentsDue(ctx)
+		for s.paymentsDue(ctx) == paymentPage && ctx.Err() == nil { // catching up
+		}
 		for s.notifyDue(ctx, client, cfg) > 0 && ctx.Err() == nil {
 		}
 	}
@@ -345,10 +346,10 @@ func (s *Service) post(ctx context.Context, client *http.Client, u, keyID string
 // paymentsDue queues notifications of approved purchases of merchants that opted in. It follows
 // txn by id from a cursor, and never moves past a purchase still pending (its outcome would be
 // missed); one left pending longer than a minute (closed later by recovery) is passed.
-func (s *Service) paymentsDue(ctx context.Context) {
+func (s *Service) paymentsDue(ctx context.Context) int {
 	var any bool
 	if err := s.pool().QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM merchant_backoffice WHERE notify_payments AND cardinality(callbacks) > 0)`).Scan(&any); err != nil || !any {
-		return
+		return 0
 	}
 	var after int64
 	err := s.pool().QueryRow(ctx, `SELECT after FROM notify_cursor WHERE name = 'payments'`).Scan(&after)
@@ -356,16 +357,18 @@ func (s *Service) paymentsDue(ctx context.Context) {
 		// start from now: payments before opting in are not notified
 		if err := s.pool().QueryRow(ctx, `INSERT INTO notify_cursor (name, after) SELECT 'payments', coalesce(max(id), 0) FROM txn
 			ON CONFLICT (name) DO UPDATE SET after = notify_cursor.after RETURNING after`).Scan(&after); err != nil {
-			return
+			return 0
 		}
 	}
-	rows, err := s.pool().Query(ctx, `SELECT id, kind, state, updated_at < now() - interval '1 minute' FROM txn WHERE id > $1 ORDER BY id LIMIT 500`, after)
+	rows, err := s.pool().Query(ctx, `SELECT id, kind, state, updated_at < now() - interval '1 minute' FROM txn WHERE id > $1 ORDER BY id LIMIT $2`, after, paymentPage)
 	if err != nil {
-		return
+		return 0
 	}
 	var ids []int64
 	next := after
+	scanned := 0
 	for rows.Next() {
+		scanned++
 		var id int64
 		var kind, state string
 		var stale bool
@@ -400,4 +403,11 @@ func (s *Service) paymentsDue(ctx context.Context) {
 	if next > after {
 		_, _ = s.pool().Exec(ctx, `UPDATE notify_cursor SET after = $1 WHERE name = 'payments' AND after < $1`, next)
 	}
+	if next == after {
+		return 0 // held by a pending purchase: wait for its outcome
+	}
+	return scanned
 }
+
+// paymentPage is how many journal rows one pass of the payment notifier reads.
+const paymentPage = 500
