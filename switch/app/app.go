@@ -359,6 +359,7 @@ func (a *App) startConsole(ctx context.Context) error {
 	}
 	con.Edit = a.RegistryDB
 	con.Refunds = a.Refunds
+	con.Settler = a.Settler
 	if err := con.Start(c.Addr); err != nil {
 		return fmt.Errorf("%w (set console.addr to a free address, or off)", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/shoudan/shoudan/switch/backoffice"
 	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/switch/refunds"
+	"github.com/shoudan/shoudan/switch/settlement"
 	"github.com/shoudan/shoudan/terminals"
 )
 
@@ -43,6 +44,8 @@ type Console struct {
 	Edit     Editor // nil: the registry is read-only here
 	// Refunds are the back office's refunds (refunds.go); nil: no refund pages.
 	Refunds *refunds.Service
+	// Settler is settlement (settlement pages, statements); nil: the pages say it is off.
+	Settler *settlement.Settler
 	Log     *slog.Logger
 	// Secure marks cookies Secure (the console is served over TLS).
 	Secure bool
@@ -131,6 +134,9 @@ func (c *Console) Handler() http.Handler {
 	auth("POST /users/{id}", c.userChange)
 	auth("GET /audit", c.auditPage)
 	c.refundRoutes(mux, auth)
+	auth("GET /settlement", c.settleList)
+	auth("GET /settlement/{date}/{mid}", c.settleDetail)
+	auth("GET /settlement/{date}/{mid}/{file}", c.settleStatement)
 	return securityHeaders(mux)
 }
 

@@ -106,7 +106,7 @@ func TestPagesRender(t *testing.T) {
 	require.Equal(t, rc.Approved, r.Code())
 	for _, login := range []string{"admin", "ops", "shop-admin", "shop-op01", "shop-refund"} {
 		c := e.as(t, login)
-		for _, p := range []string{"/", "/txn", "/txn?day=today", "/txn/summary?by=org", "/txn/summary?by=merchant", "/monitor", "/password", "/terminals", "/terminals/898310058120001/10000001", "/merchants", "/merchants/898310058120001", "/users", "/audit"} {
+		for _, p := range []string{"/", "/txn", "/txn?day=today", "/txn/summary?by=org", "/txn/summary?by=merchant", "/monitor", "/password", "/terminals", "/terminals/898310058120001/10000001", "/merchants", "/merchants/898310058120001", "/users", "/audit", "/settlement"} {
 			code, body := c.get(p)
 			if code >= 500 || code == 200 && !strings.Contains(body, "</html>") {
 				t.Errorf("%s %s: %d\n%s", login, p, code, body[max(0, len(body)-300):])

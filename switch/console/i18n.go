@@ -21,6 +21,32 @@ var labels = map[string][2]string{
 	"disabled":               {"账户已停用", "The account is disabled"},
 	"unavailable":            {"系统暂时不可用，请稍后再试", "The system is unavailable; try again shortly"},
 	"home":                   {"首页", "Home"},
+	"settlement":             {"结算查询", "Settlement"},
+	"statement_xlsx":         {"下载对账单 (Excel)", "Statement (Excel)"},
+	"statement_csv":          {"下载对账单 (CSV)", "Statement (CSV)"},
+	"net":                    {"净额", "Net"},
+	"pan":                    {"卡号", "Card"},
+	"settle_date":            {"结算日期", "Settlement date"},
+	"payout_date":            {"划款日", "Pay-out date"},
+	"cycle":                  {"结算周期", "Cycle"},
+	"rate":                   {"费率", "Rate"},
+	"takings":                {"交易净额", "Takings"},
+	"fee":                    {"手续费", "Fee"},
+	"credit":                 {"结算金额", "Credit"},
+	"refunds_cleared":        {"退货已清算", "Refunds cleared"},
+	"refunds_pending":        {"退货待清算", "Refunds pending clearing"},
+	"paid":                   {"划款", "Paid out"},
+	"balance":                {"余额", "Balance"},
+	"frozen":                 {"冻结资金", "Frozen funds"},
+	"available":              {"可用余额", "Available"},
+	"holds":                  {"冻结记录", "Holds"},
+	"not_closed":             {"该结算日尚未结算", "This settlement date is not closed yet"},
+	"no_settlement":          {"尚无结算", "No settlement yet"},
+	"settlement_off":         {"本节点未启用结算", "Settlement is not available on this node"},
+	"purchases":              {"消费", "Purchases"},
+	"voids":                  {"撤销", "Voids"},
+	"reversals":              {"冲正", "Reversals"},
+	"refunds":                {"退货", "Refunds"},
 	"transactions":           {"交易查询", "Transactions"},
 	"transaction":            {"交易", "Transaction"},
 	"summary":                {"交易汇总", "Summary"},
@@ -195,6 +221,12 @@ var funcs = template.FuncMap{
 	"str":  func(b byte) string { return string(b) },
 	"join": strings.Join,
 	"add":  func(a, b int) int { return a + b },
+	"fen": func(v int64) string {
+		if v < 0 {
+			return "-" + terminals.FormatAmount(-v)
+		}
+		return terminals.FormatAmount(v)
+	},
 	"printf2": func(format string, a ...any) string {
 		return fmtSprintf(format, a...)
 	},

@@ -69,6 +69,16 @@ func (s *Settler) Day(ctx context.Context, d time.Time) (*DayResult, bool, error
 	return r, state == "closed", err
 }
 
+// LastClosed is the newest closed settlement date ("yesterday's settlement"); ok false when
+// none is closed yet.
+func (s *Settler) LastClosed(ctx context.Context) (time.Time, bool, error) {
+	var d *time.Time
+	if err := s.DB.QueryRow(ctx, "SELECT max(settle_date) FROM settle_day WHERE state = 'closed'").Scan(&d); err != nil || d == nil {
+		return time.Time{}, false, err
+	}
+	return *d, true, nil
+}
+
 // Line is one transaction line of a statement.
 type Line struct {
 	Item
