@@ -91,6 +91,7 @@ func (e Explanation) Write(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  decided by: %s — %s\n", e.DecidedBy.Rule, e.DecidedBy.Doc)
 	fmt.Fprintf(w, "  why: %s\n", e.Why)
+	fmt.Fprintln(w, "  (the rows of §7 and their codes: docs/protocol.md in the repository)")
 	for _, f := range e.Facts {
 		if !strings.HasPrefix(f, "authorisation") {
 			fmt.Fprintf(w, "  %s\n", f)

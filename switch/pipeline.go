@@ -1,5 +1,5 @@
 // Package posswitch is the switch: the terminal listener, the decision pipeline (one small named
-// step per rule of protocol.md §7, in that order, declared in Steps) and the transaction
+// step per rule of docs/protocol.md §7, in that order, declared in Steps) and the transaction
 // handlers that journal and route what passes.
 package posswitch
 
@@ -56,7 +56,7 @@ type Step struct {
 	Check func(ctx context.Context, s *Switch, t *Txn) (code, reason string)
 }
 
-// Steps are protocol.md §7 in order; the first that declines answers.
+// Steps are docs/protocol.md §7 in order; the first that declines answers.
 var Steps = []Step{
 	{"frame", checkFrame},              // 1  → 30
 	{"terminal", checkTerminal},        // 2  → 97
@@ -95,7 +95,7 @@ func (s *Switch) decide(ctx context.Context, t *Txn) bool {
 	return true
 }
 
-// RuleDoc says, for an operator, what each rule checks: its row of protocol.md §7 and its
+// RuleDoc says, for an operator, what each rule checks: its row of docs/protocol.md §7 and its
 // meaning. Rules beyond the acquirer checks (issuer, journal, recovery) are listed too.
 var RuleDoc = map[string]string{
 	"frame":                 "§7 row 1: the frame decodes, with no trailing bytes and every mandatory field",

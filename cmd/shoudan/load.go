@@ -7,11 +7,14 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"os"
+	"os/signal"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -65,9 +68,16 @@ Terminals are the config's generated load_terminals (TIDs 90000001..).`,
 				f.addr = c.Listeners[0].Addr
 			}
 			app.TuneRuntime() // the generator shares the machine: the same GC setting as the switch
-			rep, _, err := runLoad(cmd.Context(), reg, f, cmd.ErrOrStderr())
+			// Ctrl-C (or SIGTERM) ends the run early: the transactions in flight finish and the
+			// report covers what was done
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			rep, _, err := runLoad(ctx, reg, f, cmd.ErrOrStderr())
 			if err != nil {
 				return err
+			}
+			if ctx.Err() != nil && cmd.Context().Err() == nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "interrupted after %.1f s: the report covers the transactions done so far\n", rep.Seconds)
 			}
 			return printReport(cmd.OutOrStdout(), rep, f.asJSON)
 		},

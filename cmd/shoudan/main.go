@@ -188,7 +188,7 @@ section: listen, control, zone_key (32 or 48 hex digits, like the switch's), car
 expiry, status, balance in yuan), limits (institution, mcc, merchant), faults, and ledger_dir,
 retention, max_auths for its books, which survive a restart (default: issuer-ledger next to
 CONFIG). docs/issuer.md describes every key, the answers and the control endpoint.`,
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := sim.LoadConfig(args[0])
 			if err != nil {

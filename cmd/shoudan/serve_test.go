@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mattn/go-runewidth"
 	"github.com/shoudan/shoudan/switch/app"
 	"github.com/shoudan/shoudan/switch/switchtest"
 	"github.com/stretchr/testify/assert"
@@ -318,6 +319,21 @@ func TestFirstHour(t *testing.T) {
 	o, code = run("txn", "summary", "--by", "merchant")
 	require.Equal(t, 0, code, o)
 	assert.Contains(t, o, "演示餐厅")
+	o, code = run("terminals", "list")
+	require.Equal(t, 0, code, o)
+	col := func(name string) int { // display column where a merchant's English name starts
+		for _, l := range strings.Split(o, "\n") {
+			if i := strings.Index(l, name); i > 0 {
+				return runewidth.StringWidth(l[:i])
+			}
+		}
+		t.Fatalf("%s not listed:\n%s", name, o)
+		return 0
+	}
+	assert.Equal(t, col("Demo Restaurant"), col("Demo Cash Point"), "aligned by display width")
+	assert.Equal(t, col("Demo Restaurant"), col("QPS Pending Cafe"))
+	assert.Contains(t, o, "90000001..90012000", "the generated load terminals are one line")
+	assert.Less(t, strings.Count(o, "\n"), 40, "the demo terminals are not buried")
 	o, code = run("txn", "--limit", "2")
 	require.Equal(t, 0, code, o)
 	assert.Regexp(t, `2 of \d+ shown \(newest first`, o)
@@ -340,6 +356,17 @@ func TestFirstHour(t *testing.T) {
 	assert.Contains(t, string(b), "no config at "+filepath.Join(elsewhere, "data", "shoudan.yaml"))
 	_, err = os.Stat(filepath.Join(elsewhere, "data"))
 	assert.True(t, os.IsNotExist(err), "a read-only tool creates no ./data")
+
+	// pos load stopped with Ctrl-C still reports
+	load := exec.Command(switchtest.Binary(t), "-c", s.cfg, "pos", "load", "--terminals", "4", "--rate", "50", "--duration", "60s", "--quiet")
+	var lout, lerr bytes.Buffer
+	load.Stdout, load.Stderr = &lout, &lerr
+	require.NoError(t, load.Start())
+	time.Sleep(3 * time.Second)
+	require.NoError(t, load.Process.Signal(os.Interrupt))
+	require.NoError(t, load.Wait(), "stderr: %s", lerr.String())
+	assert.Contains(t, lerr.String(), "interrupted after")
+	assert.Regexp(t, `(?i)p99`, lout.String(), "the report: %s", lout.String())
 
 	require.NoError(t, srv.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, srv.Wait())

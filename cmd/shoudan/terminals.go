@@ -10,7 +10,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/shoudan/shoudan/switch/app"
 	"github.com/shoudan/shoudan/switch/journal"
@@ -110,43 +109,58 @@ everything else; a switch watching it then finds nothing to import.`,
 	}
 	export.Flags().StringVar(&into, "into", "", "replace the registry sections of this config file")
 	c.AddCommand(export)
-	c.AddCommand(&cobra.Command{
-		Use:   "list",
-		Short: "List merchants and terminals",
+	var listMID string
+	list := &cobra.Command{
+		Use:   "list [--mid MID]",
+		Short: "List merchants and terminals (the generated load terminals as one line)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withRegistry(cmd.Context(), *cfgPath, func(s *registrydb.Store) error {
 				reg, err := s.Load(cmd.Context())
 				if err != nil {
 					return err
 				}
-				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-				fmt.Fprintf(tw, "registry version %d\n\n", reg.Version)
-				fmt.Fprintln(tw, "MID\tname\tname_en\tMCC\tenabled\tdirect\t双免\t双免 limit\twhitelisted\trefund\tacquirer")
+				w := cmd.OutOrStdout()
+				fmt.Fprintf(w, "registry version %d\n\n", reg.Version)
+				mt := &table{} // aligned by display width: Chinese names take two columns a character
+				mt.row("MID", "name", "name_en", "MCC", "enabled", "direct", "双免", "双免 limit", "whitelisted", "refund", "acquirer")
 				for _, m := range reg.Merchants() {
+					if listMID != "" && m.MID != listMID {
+						continue
+					}
 					wl := "-"
 					if !m.QPSRegistered.IsZero() {
 						wl = m.QPSRegistered.Format("2006-01-02")
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%v\t%v\t%s\t%s\t%v\t%s\n", m.MID, m.Name, m.NameEN, m.MCC, m.Enabled, m.Direct, m.QPS,
-						terminals.FormatAmount(reg.QPSLimit(m)), wl, m.RefundAllowed, m.Acquirer)
+					mt.row(m.MID, m.Name, m.NameEN, m.MCC, fmt.Sprint(m.Enabled), fmt.Sprint(m.Direct), fmt.Sprint(m.QPS),
+						terminals.FormatAmount(reg.QPSLimit(m)), wl, fmt.Sprint(m.RefundAllowed), m.Acquirer)
 				}
-				fmt.Fprintln(tw, "\nTID\tMID\tenv\tserial\tenabled\t双免\tTMK")
+				if err := mt.write(w); err != nil {
+					return err
+				}
+				fmt.Fprintln(w)
+				tt := &table{}
+				tt.row("TID", "MID", "env", "serial", "enabled", "双免", "TMK")
 				generated := 0
 				for _, t := range reg.Terminals() {
 					if t.Generated {
 						generated++
 						continue
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%v\t%s\n", t.TID, t.MID, t.Env, t.Serial, t.Enabled, t.QPS, terminals.MaskKey(t))
+					if listMID != "" && t.MID != listMID {
+						continue
+					}
+					tt.row(t.TID, t.MID, string(t.Env), t.Serial, fmt.Sprint(t.Enabled), fmt.Sprint(t.QPS), terminals.MaskKey(t))
 				}
-				if tpl, n := reg.LoadTemplate(); n > 0 {
-					fmt.Fprintf(tw, "%s..%s\t%s\t%s\tLOAD-…\ttrue\t%v\t%s\t(load_terminals: %d generated)\n",
-						terminals.LoadTID(0), terminals.LoadTID(n-1), tpl.MID, tpl.Env, tpl.QPS, terminals.MaskKey(tpl), generated)
+				if tpl, n := reg.LoadTemplate(); n > 0 && (listMID == "" || tpl.MID == listMID) {
+					tt.row(terminals.LoadTID(0)+".."+terminals.LoadTID(n-1), tpl.MID, string(tpl.Env), "LOAD-…", "true", fmt.Sprint(tpl.QPS),
+						terminals.MaskKey(tpl), fmt.Sprintf("(load_terminals: %d generated for pos load)", generated))
 				}
-				return tw.Flush()
+				return tt.write(w)
 			})
 		},
-	})
+	}
+	list.Flags().StringVar(&listMID, "mid", "", "only this merchant and its terminals")
+	c.AddCommand(list)
 	c.AddCommand(&cobra.Command{
 		Use:   "show TID",
 		Short: "Show one terminal, its merchant and the rules that apply to it",
