@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	rc "github.com/shoudan/shoudan/responsecodes"
@@ -173,6 +174,7 @@ func runPOS(w io.Writer, cfgPath, kind string, f posFlags) error {
 	if cfg.TID == "" {
 		return fmt.Errorf("--tid %s: not a terminal of the registry", f.tid)
 	}
+	resetClock := func() {}
 	if f.daysAgo != 0 {
 		if env != terminals.Test {
 			return fmt.Errorf("--days-ago: refused for terminal %s: the business clock moves only on the test environment (try --tid 20000001)", f.tid)
@@ -184,7 +186,9 @@ func runPOS(w io.Writer, cfgPath, kind string, f posFlags) error {
 		if err != nil {
 			return err
 		}
-		defer reset()
+		var once sync.Once
+		resetClock = func() { once.Do(reset) }
+		defer resetClock()
 	}
 	if f.state == "" {
 		f.state = filepath.Join(c.DataDir, "pos", f.tid+".json")
@@ -235,6 +239,7 @@ func runPOS(w io.Writer, cfgPath, kind string, f posFlags) error {
 		fmt.Fprintf(w, "signed on: batch %s\n", d.Batch)
 	}
 	var r *device.Result
+	defer resetClock()
 	switch kind {
 	case "signon":
 		r, err = d.SignOn()
@@ -306,6 +311,7 @@ func runPOS(w io.Writer, cfgPath, kind string, f posFlags) error {
 			tot.CreditCount, money.Format(tot.CreditAmount))
 		r, err = d.Settle(tot)
 	}
+	resetClock() // at once, before anything is printed (a closed pipe must not leave the clock moved)
 	if r != nil && r.Frame != nil && r.Frame.Head().Processing() == pos.ProcSignOn {
 		d.Keys = keys.WorkingKeys{} // told to sign on again: the next run does
 	}
