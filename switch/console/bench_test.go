@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"fmt"
 	"crypto/rand"
 	"io"
 	"log/slog"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shoudan/shoudan/switch/backoffice"
 	"github.com/shoudan/shoudan/switch/console"
 	"github.com/shoudan/shoudan/switch/journal"
@@ -60,20 +63,21 @@ func benchJournal(b *testing.B) (*journal.Journal, time.Time) {
 			return
 		}
 		start := time.Now()
-		// row i: day i % days, merchant (i / days) % merchants, terminal (i / days / merchants) % terminals;
-		// every 20th declined, every 7th a foreign card organisation, amounts 1.00 .. 999.99
+		// rows in the order a journal grows: day by day (BenchRows/BenchDays a day), merchants and
+		// terminals interleaved within the day; every 20th declined, every 7th a foreign card
+		// organisation, amounts 1.00 .. 999.99
 		_, bench.err = j.Pool.Exec(ctx, `
 			INSERT INTO txn (local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount, entry_mode,
 				pan_masked, pan_hash, card_org, mcc, rrn, auth_code, resp_code, state, rule, reason, req_hash, operator, created_at)
-			SELECT d, d, 'production', m, t, '000001', lpad((i % 1000000)::text, 6, '0'), '0200', 'purchase', '000000',
+			SELECT d, d, 'production', m, t, '000001', lpad(i::text, 7, '0'), '0200', 'purchase', '000000',
 				100 + (i * 7919) % 99900, '051', '622202*********' || lpad((i % 10000)::text, 4, '0'),
 				decode(md5((i % 50000)::text), 'hex'), CASE WHEN i % 7 = 0 THEN 'VIS' ELSE 'CUP' END, '5812',
 				lpad(i::text, 12, '0'), lpad((i % 999999)::text, 6, '0'),
 				CASE WHEN i % 20 = 0 THEN '51' ELSE '00' END, CASE WHEN i % 20 = 0 THEN 'D' ELSE 'A' END,
 				'issuer', 'issuer answered', '\x00'::bytea, lpad((1 + i % 3)::text, 2, '0'),
-				d + make_interval(secs => (i / ($1 * $2)) % 86400)
-			FROM (SELECT i, $3::date + (i % $1) AS d, '8983100581' || lpad(((i / $1) % $2)::text, 5, '0') AS m,
-				lpad((10000000 + (i / ($1 * $2)) % $4)::text, 8, '0') AS t FROM generate_series(1, $5) AS i) s`,
+				d + make_interval(secs => (i % ($5 / $1)) * 86400.0 / ($5 / $1))
+			FROM (SELECT i, $3::date + ((i - 1) / ($5 / $1))::int AS d, '8983100581' || lpad((i % $2)::text, 5, '0') AS m,
+				lpad((10000000 + (i / $2) % $4)::text, 8, '0') AS t FROM generate_series(1::bigint, $5) AS i) s`,
 			BenchDays, BenchMerchants, bench.day.AddDate(0, 0, -BenchDays/2).Format("2006-01-02"), BenchTerminals, BenchRows)
 		if bench.err == nil {
 			_, bench.err = j.Pool.Exec(ctx, "VACUUM ANALYZE txn")
@@ -93,6 +97,12 @@ func BenchmarkQueryDayMerchant(b *testing.B) {
 	j, day := benchJournal(b)
 	ctx := context.Background()
 	f := query.Filter{From: day, To: day, MID: "898310058100003", Limit: console.PageSize}
+	if path := os.Getenv("SHOUDAN_BENCH_EXPLAIN"); path != "" {
+		explain(b, j, path, func(j *journal.Journal) {
+			query.List(ctx, j, f)
+			query.Summarize(ctx, j, f, query.ByOrg, nil)
+		})
+	}
 	var total int64
 	for b.Loop() {
 		p, err := query.List(ctx, j, f)
@@ -108,6 +118,30 @@ func BenchmarkQueryDayMerchant(b *testing.B) {
 		b.Fatalf("the day and merchant have %d transactions, want %d", total, BenchRows/BenchDays/BenchMerchants)
 	}
 	b.ReportMetric(float64(total), "rows-matched")
+}
+
+// BenchmarkQueryOldestDayMerchant is the same for the journal's oldest day: the newest-first
+// page cannot come from the end of the primary key.
+func BenchmarkQueryOldestDayMerchant(b *testing.B) {
+	j, day := benchJournal(b)
+	ctx := context.Background()
+	day = day.AddDate(0, 0, -BenchDays/2)
+	f := query.Filter{From: day, To: day, MID: "898310058100003", Limit: console.PageSize}
+	if path := os.Getenv("SHOUDAN_BENCH_EXPLAIN"); path != "" {
+		explain(b, j, path+".oldest", func(j *journal.Journal) { query.List(ctx, j, f) })
+	}
+	for b.Loop() {
+		p, err := query.List(ctx, j, f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := query.Summarize(ctx, j, f, query.ByOrg, nil); err != nil {
+			b.Fatal(err)
+		}
+		if p.Total != BenchRows/BenchDays/BenchMerchants {
+			b.Fatalf("the day and merchant have %d transactions", p.Total)
+		}
+	}
 }
 
 // BenchmarkQueryDayMerchantLastPage is the last page of the same query (OFFSET paging).
@@ -182,6 +216,60 @@ func BenchmarkCSVExport(b *testing.B) {
 	b.ReportMetric(float64(rows.Load()-2), "rows")
 	b.ReportMetric(float64(peak-base.HeapInuse)/(1<<20), "peak-heap-MB")
 }
+
+// explain runs fn against the journal through a pool that records every statement, then writes
+// the plan PostgreSQL chose for each (EXPLAIN ANALYZE) to path: which indexes answer the query.
+func explain(b *testing.B, j *journal.Journal, path string, fn func(*journal.Journal)) {
+	ctx := context.Background()
+	cfg := j.Pool.Config().Copy()
+	rec := &recorder{}
+	cfg.ConnConfig.Tracer = rec
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	fn(&journal.Journal{Pool: pool, Vault: j.Vault})
+	out, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer out.Close()
+	for _, q := range rec.queries {
+		rows, err := j.Pool.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "+q.sql, q.args...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		plan := ""
+		for rows.Next() {
+			var line string
+			rows.Scan(&line)
+			plan += line + "\n"
+		}
+		rows.Close()
+		fmt.Fprintf(out, "%s\n%s\n", q.sql, plan)
+	}
+}
+
+type recorder struct {
+	mu      sync.Mutex
+	queries []struct {
+		sql  string
+		args []any
+	}
+}
+
+func (r *recorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.queries = append(r.queries, struct {
+		sql  string
+		args []any
+	}{d.SQL, d.Args})
+	return ctx
+}
+
+func (r *recorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 type countingWriter struct{ n, lines int64 }
 
