@@ -264,8 +264,9 @@ func (s *Switch) record(t *Txn, state byte) *journal.Txn {
 		Batch: t.F60.Batch, STAN: t.Req.STAN, MTI: mti, Kind: t.Kind.Name, ProcCode: t.Req.ProcCode, Amount: t.Req.Amount,
 		EntryMode: t.Req.EntryMode, Type: t.F60.Type, PANMasked: spec.MaskPAN(pan), PANHash: s.Journal.Vault.PANHash(pan),
 		CardOrg: "CUP", MCC: mcc, State: state, ReqHash: s.Journal.Vault.RequestHash(t.Frame.Raw), Trace: strings.Join(t.Passed, ","),
-		Operator: op,
-		Inputs:   journal.Inputs{ReqMCC: t.Req.MCC, HasPIN: len(t.Req.PINBlock) > 0, DevSerial: serial, DevSDK: sdk, DevCheck: check},
+		Operator:  op,
+		Inputs:    journal.Inputs{ReqMCC: t.Req.MCC, HasPIN: len(t.Req.PINBlock) > 0, DevSerial: serial, DevSDK: sdk, DevCheck: check},
+		CreatedAt: t.Now,
 	}
 }
 
@@ -286,8 +287,12 @@ func (s *Switch) journalRequest(ctx context.Context, t *Txn, rec *journal.Txn, m
 	if t.Orig != nil {
 		rec.OrigID = &t.Orig.ID
 	}
+	if prev := s.acrossMidnight(ctx, t, rec); prev != nil {
+		return s.retransmission(t, prev), false
+	}
 	ok, err := s.Journal.Insert(ctx, rec, more...)
 	if err != nil {
+		s.Log.Warn("write-ahead record not journaled: answering 96", "err", err)
 		t.Decision = journalDown
 		return s.decline(ctx, t), false
 	}
@@ -311,34 +316,56 @@ func (s *Switch) duplicate(ctx context.Context, t *Txn, rec *journal.Txn) []byte
 		r := s.answer(t, rc.Duplicate)
 		return s.encode(t, &r, rc.Duplicate)
 	}
-	if len(prev.Response) == 0 {
-		if prev.State == journal.Pending { // the original is still in flight
-			t.Decision = Decision{Rule: "duplicate", Code: "09", Reason: "the same request is still being processed"}
-			r := s.answer(t, "09")
-			return s.encode(t, &r, "09")
-		}
-		// a decline, or closed by crash recovery, without a stored response: its recorded outcome
-		t.Decision = Decision{Rule: "duplicate", Code: prev.RespCode, Reason: "retransmission answered with its recorded outcome: " + prev.Reason}
-		r := s.answer(t, prev.RespCode)
-		r.RRN = prev.RRN
-		return s.encode(t, &r, prev.RespCode)
-	}
-	var r pos.FinancialResponse
-	if err := json.Unmarshal(prev.Response, &r); err != nil {
-		return nil
-	}
-	r.PAN = cardPAN(&t.Req) // never stored: the retransmission carries it
-	r.Head = t.Frame.Head().Reply(r.Head.MTI, pos.ProcNone)
-	s.Log.Info("retransmission answered from the journal", "tid", rec.TID, "stan", rec.STAN, "code", r.RespCode)
-	return s.encode(t, &r, r.RespCode)
+	return s.retransmission(t, prev)
 }
 
-// storedResponse is a response as journaled: without the PAN.
-func storedResponse(r pos.FinancialResponse) json.RawMessage {
-	r.PAN = ""
-	b, _ := json.Marshal(r)
-	return b
+// midnightWindow is how long after midnight a request is also compared with yesterday's
+// journal: a terminal that retransmits a 23:59:59 request at 00:00:20 must get the answer it
+// missed, not a second charge (rule 13's "today" would otherwise let it through).
+const midnightWindow = 15 * time.Minute
+
+// acrossMidnight returns yesterday's journal row with the same key and the same bytes, when the
+// request arrives just after midnight. A different request under yesterday's key is a new
+// request of the new day.
+func (s *Switch) acrossMidnight(ctx context.Context, t *Txn, rec *journal.Txn) *journal.Txn {
+	if t.Now.Sub(day(t.Now)) >= midnightWindow {
+		return nil
+	}
+	prev, err := s.Journal.ByKey(ctx, rec.LocalDay.AddDate(0, 0, -1), rec.MID, rec.TID, rec.Batch, rec.STAN, rec.MTI)
+	if err != nil || prev == nil || !equalHash(prev.ReqHash, rec.ReqHash) {
+		return nil
+	}
+	return prev
 }
+
+// retransmission answers a request identical to one journaled before: the answer it was given,
+// rebuilt from the journal's columns and the request itself (the same bytes, so the same STAN,
+// TID, MID, F60, amount, PAN …; the PAN is never stored).
+func (s *Switch) retransmission(t *Txn, prev *journal.Txn) []byte {
+	if prev.State == journal.Pending { // the original is still in flight
+		t.Decision = Decision{Rule: "duplicate", Code: "09", Reason: "the same request is still being processed"}
+		r := s.answer(t, "09")
+		return s.encode(t, &r, "09")
+	}
+	t.Decision = Decision{Rule: "duplicate", Code: prev.RespCode, Reason: "retransmission answered from the journal (" + prev.Rule + ": " + prev.Reason + ")"}
+	r := s.answer(t, prev.RespCode)
+	at := prev.CreatedAt.In(t.Now.Location())
+	r.LocalTime, r.LocalDate = at.Format("150405"), at.Format("0102")
+	if r.SettleDate != "" {
+		r.SettleDate = prev.SettleDate.Format("0102")
+	}
+	r.RRN = prev.RRN
+	if answeredByFinish[prev.Rule] {
+		// what finish adds to an answer; an acquirer decline, or a row closed by recovery, is
+		// answered with its recorded code and RRN
+		r.AuthCode, r.Balance, r.Org = prev.AuthCode, prev.Balance, "CUP"
+	}
+	s.Log.Info("retransmission answered from the journal", "tid", prev.TID, "stan", prev.STAN, "code", prev.RespCode)
+	return s.encode(t, &r, prev.RespCode)
+}
+
+// answeredByFinish are the rules finish records: their answers carried F38, F54 and F63.
+var answeredByFinish = map[string]bool{"issuer": true, "issuer-link": true, "issuer-timeout": true, "pin": true, "reversal": true}
 
 // journalDown is the decision when the write-ahead record cannot be made durable (or its RRN not
 // be taken): fail closed.
@@ -420,7 +447,7 @@ func (s *Switch) finish(ctx context.Context, t *Txn, state byte, code, rule, rea
 	r.Org = "CUP"
 	// an approval keeps its prepared reversal (the terminal may still reverse it), a timeout has
 	// just armed it; any other outcome is final and drops it
-	o := journal.Outcome{State: state, RespCode: code, Rule: rule, Reason: reason, AuthCode: r.AuthCode, Response: storedResponse(r),
+	o := journal.Outcome{State: state, RespCode: code, Rule: rule, Reason: reason, AuthCode: r.AuthCode, Balance: r.Balance,
 		WentUpstream: ans != nil || state == journal.TimedOut, KeepReversal: state == journal.Approved || state == journal.TimedOut,
 		IssuerMicros: t.IssuerRTT.Microseconds()}
 	if ans != nil {
@@ -478,9 +505,45 @@ type SealedReversal struct {
 	Route string `json:"route,omitempty"`
 }
 
+// sealedPacked marks the compact form of a sealed reversal: 0x01, the route's length (one byte),
+// the route, then the 0420 packed as ISO 8583 (about a quarter of its JSON, the earlier form).
+const sealedPacked = 0x01
+
 func (s *Switch) sealReversal(m *upstream.Message, route string) []byte {
-	b, _ := json.Marshal(SealedReversal{Message: *m, Route: route})
-	return s.Journal.Vault.Seal(b)
+	msg, err := upstream.Marshal(m)
+	var b []byte
+	if err == nil {
+		b, err = msg.Pack()
+	}
+	if err != nil || len(route) > 255 {
+		s.Log.Error("reversal does not pack", "err", err, "route", route)
+		return nil
+	}
+	plain := make([]byte, 0, 2+len(route)+len(b))
+	plain = append(append(append(plain, sealedPacked, byte(len(route))), route...), b...)
+	return s.Journal.Vault.Seal(plain)
+}
+
+// openReversal reads a sealed reversal: the compact form, or JSON as journaled before issue 13.
+func openReversal(v *journal.Vault, sealed []byte) (*SealedReversal, error) {
+	plain, err := v.Open(sealed)
+	if err != nil {
+		return nil, err
+	}
+	var r SealedReversal
+	if len(plain) > 0 && plain[0] == '{' {
+		return &r, json.Unmarshal(plain, &r)
+	}
+	if len(plain) < 2 || plain[0] != sealedPacked || len(plain) < 2+int(plain[1]) {
+		return nil, fmt.Errorf("sealed reversal: expected the packed form (0x01) or JSON, found %d bytes starting %#x", len(plain), plain[:min(1, len(plain))])
+	}
+	n := int(plain[1])
+	m, err := upstream.Unmarshal(plain[2+n:])
+	if err != nil {
+		return nil, err
+	}
+	r.Message, r.Route = *m, string(plain[2:2+n])
+	return &r, nil
 }
 
 // routeOf is the issuer route of a request: a void or refund goes where its original went (the

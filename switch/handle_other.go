@@ -104,7 +104,7 @@ func (s *Switch) status(ctx context.Context, t *Txn) []byte {
 			batch, stan = f61.Batch, f61.STAN
 		}
 	}
-	o, err := s.Journal.Last(ctx, t.Req.MID, t.Req.TID, batch, stan)
+	o, err := s.Journal.LastAsOf(ctx, day(t.Now), t.Req.MID, t.Req.TID, batch, stan)
 	switch {
 	case err != nil:
 		r.RespCode = rc.SystemMalfunction
@@ -140,6 +140,9 @@ func (s *Switch) settle(ctx context.Context, t *Txn) []byte {
 		out.Domestic.Reconcile = '2'
 	}
 	out.Foreign.Reconcile = '1'
+	if err := s.Journal.BatchSettled(ctx, day(t.Now), t.Req.MID, t.Req.TID, t.F60.Batch); err != nil {
+		s.Log.Warn("settled batch: sealed reversals not dropped", "tid", t.Req.TID, "batch", t.F60.Batch, "err", err)
+	}
 	s.Log.Info("settlement", "tid", t.Req.TID, "batch", t.F60.Batch, "balanced", out.Domestic.Reconcile == '1')
 	return s.encode(t, &pos.SettlementResponse{Answer: r.Answer, Totals: out.String(), Currency: t.Req.Currency}, rc.Approved)
 }
@@ -157,13 +160,13 @@ func (s *Switch) reversal(ctx context.Context, t *Txn) []byte {
 	t.Orig = o
 	var more []func(*pgx.Batch)
 	if o != nil && o.State != journal.Reversed && o.State != journal.Declined {
+		if o.WentUpstream { // arm before the state change, which drops the sealed reversal
+			more = append(more, journal.ArmReversalOp(o.ID))
+		}
 		more = append(more, journal.SetStateOp(o.ID, journal.Reversed))
 		if o.Kind == pos.Void.Name && o.State == journal.Approved && o.OrigID != nil {
 			// undoing an approved void puts its purchase back: it can be voided, refunded and settled again
 			more = append(more, journal.SetStateOp(*o.OrigID, journal.Approved))
-		}
-		if o.WentUpstream {
-			more = append(more, journal.ArmReversalOp(o.ID))
 		}
 	}
 	t.Decision = Decision{Rule: "reversal", Code: rc.Approved, Reason: "reversal accepted"}

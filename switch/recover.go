@@ -2,7 +2,6 @@ package posswitch
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,10 +21,11 @@ func (s *Switch) Recover(ctx context.Context) (int, error) {
 	// a reversal's effect is committed with its request: one left pending is complete
 	// requests journaled but never sent upstream: the terminal got no approval; close them as 96
 	if err := s.Journal.Commit(ctx, func(b *pgx.Batch) {
+		// ids carry their day: the floor also bounds the partitions to read
 		b.Queue(`UPDATE txn SET state='A', resp_code='00', rule='recovery', reason='reversal recorded before the switch stopped', updated_at=now()
-			WHERE id >= $1 AND state='P' AND kind='reversal'`, floor)
-		b.Queue(`UPDATE txn SET state='D', resp_code='96', rule='recovery', reason='the switch stopped before this request went upstream', updated_at=now()
-			WHERE id >= $1 AND state='P' AND NOT went_upstream`, floor)
+			WHERE id >= $1 AND local_day >= $2 AND state='P' AND kind='reversal'`, floor, journal.DayOf(floor))
+		b.Queue(`UPDATE txn SET state='D', resp_code='96', rule='recovery', reason='the switch stopped before this request went upstream', reversal=NULL, updated_at=now()
+			WHERE id >= $1 AND local_day >= $2 AND state='P' AND NOT went_upstream`, floor, journal.DayOf(floor))
 	}); err != nil {
 		return 0, err
 	}
@@ -64,12 +64,8 @@ func (q SAFQueue) Due(ctx context.Context, n int) ([]issuerlink.Reversal, error)
 	}
 	out := make([]issuerlink.Reversal, 0, len(es))
 	for _, e := range es {
-		plain, err := q.Journal.Vault.Open(e.Payload)
+		m, err := openReversal(q.Journal.Vault, e.Payload)
 		if err != nil {
-			continue
-		}
-		var m SealedReversal
-		if json.Unmarshal(plain, &m) != nil {
 			continue
 		}
 		out = append(out, issuerlink.Reversal{ID: e.ID, Attempts: e.Attempts, Message: &m.Message, Route: m.Route})

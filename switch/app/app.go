@@ -86,6 +86,8 @@ type App struct {
 	debounce *time.Timer
 	dmu      sync.Mutex
 	closing  sync.Once
+	// maintDone is closed when the journal's upkeep (partitions ahead, retention) has stopped
+	maintDone chan struct{}
 	// started is the file's config when the switch started (before any programmatic
 	// override): what an edit of a restart-only key is compared with.
 	started *Config
@@ -278,6 +280,13 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
+	a.maintDone = make(chan struct{})
+	upkeep := journal.Retention{Days: c.Journal.RetentionDays, ArchiveDir: filepath.Join(dataDir, "archive")}
+	a.Journal.MaintainOnce(ctx, upkeep, log) // partitions for today and ahead before the first request
+	go func() {
+		defer close(a.maintDone)
+		a.Journal.Maintain(rctx, upkeep, time.Hour, log)
+	}()
 	fwd := &issuerlink.Forwarder{Link: a.Link, Queue: posswitch.SAFQueue{Journal: a.Journal, Lease: 2*c.Issuer.Timeout + time.Second}, Log: log, Every: 100 * time.Millisecond, MaxBackoff: 30 * time.Second,
 		Result: func(acked bool) {
 			if acked {
@@ -717,6 +726,7 @@ func (a *App) close(ctx context.Context) {
 		if a.apiDone != nil {
 			<-a.apiDone
 		}
+		<-a.maintDone
 	}
 	if a.admin != nil {
 		_ = a.admin.Close()

@@ -53,7 +53,12 @@ type Config struct {
 		URL string `yaml:"url"`
 	} `yaml:"database"`
 	DataDir string `yaml:"data_dir"`
-	Admin   struct {
+	Journal struct {
+		// RetentionDays: daily partitions older than this are detached and archived to
+		// data_dir/archive (default 400, at least rules.refund_window_days + 30).
+		RetentionDays int `yaml:"retention_days"`
+	} `yaml:"journal"`
+	Admin struct {
 		Addr string `yaml:"addr"`
 		// Pprof serves /debug/pprof (off unless enabled: profiles show memory).
 		Pprof bool `yaml:"pprof"`
@@ -160,7 +165,7 @@ type HSMConfig struct {
 // envKeys can be overridden by SHOUDAN_<KEY with . as _>, e.g. SHOUDAN_DATABASE_URL,
 // SHOUDAN_RULES_QPS_LIMIT.
 var envKeys = []string{"database.url", "data_dir", "admin.addr", "console.addr", "log.format", "log.level", "issuer.addrs", "issuer.timeout",
-	"issuer.zone_key", "issuer.conns", "shutdown.drain", "limits.max_conns", "limits.idle_timeout", "hsm.module", "hsm.token", "hsm.pin", "hsm.pin_file", "merchant_api.addr"}
+	"issuer.zone_key", "issuer.conns", "shutdown.drain", "limits.max_conns", "limits.idle_timeout", "hsm.module", "hsm.token", "hsm.pin", "hsm.pin_file", "merchant_api.addr", "journal.retention_days"}
 
 // ruleEnvKeys are rules overridable from the environment; they are written into the YAML tree
 // before package terminals reads it, so an invalid override is reported like a bad line.
@@ -231,6 +236,12 @@ func Parse(src []byte) (*Config, *terminals.Registry, error) {
 	}
 	if err := c.parseIssuer(&node); err != nil {
 		return nil, nil, err
+	}
+	if c.Journal.RetentionDays == 0 {
+		c.Journal.RetentionDays = 400
+	}
+	if least := reg.Rules.RefundWindowDays + 30; c.Journal.RetentionDays < least {
+		return nil, nil, fmt.Errorf("journal.retention_days: expected at least rules.refund_window_days + 30 = %d (a refund must find its original), found %d", least, c.Journal.RetentionDays)
 	}
 	return &c, reg, nil
 }

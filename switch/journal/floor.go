@@ -33,7 +33,9 @@ func (f *floor) startInsert(t *Txn) {
 	if f.inserting == nil {
 		f.inserting, f.pending = map[*Txn]int64{}, map[int64]struct{}{}
 	}
-	f.inserting[t] = f.maxID
+	// ids carry their day: a row of an earlier day (a business clock set back) gets an id below
+	// every id of later days
+	f.inserting[t] = min(f.maxID, dayBase(t.LocalDay)-1)
 }
 
 func (f *floor) endInsert(t *Txn, inserted bool) {

@@ -38,6 +38,7 @@ type Journal struct {
 	rrns   rrnBlock
 	states stateCache
 	floor  floor
+	parts  partitions
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 	// floorDone is closed when the floor writer (Serve) has written its last value
@@ -124,7 +125,11 @@ func (j *Journal) Close() {
 
 // Migrate applies the embedded migrations that have not been applied, in order, under an
 // advisory lock so that several nodes may start at once.
-func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error { return MigrateTo(ctx, pool, "") }
+
+// MigrateTo applies the migrations up to and including version upto ("" = all): tests of an
+// upgrade start from an older schema.
+func MigrateTo(ctx context.Context, pool *pgxpool.Pool, upto string) error {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -141,6 +146,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	sort.Strings(names)
 	for _, name := range names {
 		version := strings.TrimSuffix(strings.TrimPrefix(name, "migrations/"), ".sql")
+		if upto != "" && version > upto {
+			break
+		}
 		var n int
 		if err := conn.QueryRow(ctx, "SELECT count(*) FROM schema_migrations WHERE version = $1", version).Scan(&n); err != nil {
 			return err

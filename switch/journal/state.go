@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -166,7 +167,7 @@ type SAFEntry struct {
 // due now, once: an armed or acknowledged one stays as it is.
 func ArmReversalOp(txnID int64) func(*pgx.Batch) {
 	return func(b *pgx.Batch) {
-		b.Queue(`INSERT INTO saf (txn_id, payload, next_at) SELECT id, reversal, now() FROM txn WHERE id = $1 AND reversal IS NOT NULL
+		b.Queue(`INSERT INTO saf (txn_id, payload, next_at) SELECT id, reversal, now() FROM `+PartitionOf(txnID)+` WHERE id = $1 AND reversal IS NOT NULL
 			ON CONFLICT (txn_id) DO NOTHING`, txnID)
 	}
 }
@@ -193,9 +194,21 @@ func (j *Journal) ClaimReversals(ctx context.Context, n int, lease time.Duration
 	return out, rows.Err()
 }
 
-// AckReversal records that the issuer acknowledged a reversal.
+// AckReversal records that the issuer acknowledged a reversal; the transaction's sealed copy
+// is no longer needed and is dropped.
 func (j *Journal) AckReversal(ctx context.Context, id int64) error {
-	_, err := j.Pool.Exec(ctx, "UPDATE saf SET acked_at = now(), last_error = '' WHERE id = $1", id)
+	var txnID int64
+	err := j.Pool.QueryRow(ctx, "UPDATE saf SET acked_at = now(), last_error = '' WHERE id = $1 RETURNING txn_id", id).Scan(&txnID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, err = j.Pool.Exec(ctx, "UPDATE "+PartitionOf(txnID)+" SET reversal = NULL WHERE id = $1 AND reversal IS NOT NULL", txnID)
+	if err != nil && strings.Contains(err.Error(), "does not exist") { // its day was archived meanwhile
+		err = nil
+	}
 	return err
 }
 
@@ -216,5 +229,6 @@ func (j *Journal) SAFStats(ctx context.Context) (depth int, oldest time.Duration
 // recording the outcome): recovery marks them timed out and arms their prepared reversals.
 // Only ids from floor on are read (see RecoveryFloor).
 func (j *Journal) InFlight(ctx context.Context, floor int64, olderThan time.Duration) ([]*Txn, error) {
-	return j.many(ctx, "SELECT "+txnColumns+" FROM txn WHERE id >= $1 AND state='P' AND went_upstream AND updated_at < now() - $2::interval", floor, olderThan.String())
+	return j.many(ctx, "SELECT "+txnColumns+" FROM txn WHERE id >= $1 AND local_day >= $2 AND state='P' AND went_upstream AND updated_at < now() - $3::interval",
+		floor, DayOf(floor), olderThan.String())
 }

@@ -2,7 +2,6 @@ package journal
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -24,7 +23,9 @@ const (
 // Txn is one journaled transaction. It holds no PIN block, track, CVV or ICC data, and the PAN
 // only masked and as a keyed hash.
 type Txn struct {
-	ID           int64
+	ID int64 // carries its day: see DayOf
+	// CreatedAt is when the switch took the transaction, by its business clock (the F12/F13 it
+	// answered with); zero on Insert means the database's now().
 	CreatedAt    time.Time
 	LocalDay     time.Time
 	SettleDate   time.Time
@@ -50,10 +51,10 @@ type Txn struct {
 	WentUpstream bool
 	Rule, Reason string
 	ReqHash      []byte
-	Response     json.RawMessage
+	Balance      string // F54 of an approved balance inquiry
 	OrigID       *int64
 	Refunded     int64
-	Trace        string // the acquirer checks passed, in order, comma-separated
+	Trace        string // the acquirer checks passed, in order, comma-separated (stored as a bitmask)
 	Operator     string // F63.1 operator code (the request's, else the terminal's sign-on operator)
 	IssuerMicros int64  // the issuer's round trip (0: none)
 	Inputs       Inputs // what the config-reading acquirer checks read (for what-if)
@@ -74,7 +75,7 @@ type Inputs struct {
 
 const txnColumns = `id, created_at, local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount,
 	entry_mode, type_code, pan_masked, pan_hash, card_org, mcc, rrn, auth_code, resp_code, issuer_code, up_trace, up_time, state,
-	went_upstream, rule, reason, req_hash, response, orig_id, refunded, trace, coalesce(issuer_us, 0), operator,
+	went_upstream, rule, reason, req_hash, coalesce(balance, ''), orig_id, refunded, checks, coalesce(issuer_us, 0), operator,
 	req_mcc, has_pin, dev_serial, dev_sdk, dev_check`
 
 // TxnColumns is the column list ScanTxn reads, for queries over txn outside this package
@@ -87,20 +88,22 @@ func ScanTxn(row pgx.Row) (*Txn, error) { return scanTxn(row) }
 func scanTxn(row pgx.Row) (*Txn, error) {
 	var t Txn
 	var state string
+	var checks int64
 	err := row.Scan(&t.ID, &t.CreatedAt, &t.LocalDay, &t.SettleDate, &t.Env, &t.MID, &t.TID, &t.Batch, &t.STAN, &t.MTI, &t.Kind,
 		&t.ProcCode, &t.Amount, &t.EntryMode, &t.Type, &t.PANMasked, &t.PANHash, &t.CardOrg, &t.MCC, &t.RRN, &t.AuthCode,
-		&t.RespCode, &t.IssuerCode, &t.UpTrace, &t.UpTime, &state, &t.WentUpstream, &t.Rule, &t.Reason, &t.ReqHash, &t.Response, &t.OrigID, &t.Refunded, &t.Trace, &t.IssuerMicros, &t.Operator,
+		&t.RespCode, &t.IssuerCode, &t.UpTrace, &t.UpTime, &state, &t.WentUpstream, &t.Rule, &t.Reason, &t.ReqHash, &t.Balance, &t.OrigID, &t.Refunded, &checks, &t.IssuerMicros, &t.Operator,
 		&t.Inputs.ReqMCC, &t.Inputs.HasPIN, &t.Inputs.DevSerial, &t.Inputs.DevSDK, &t.Inputs.DevCheck)
 	if err != nil {
 		return nil, err
 	}
 	t.State = state[0]
+	t.Trace = ChecksTrace(checks)
 	return &t, nil
 }
 
 // Insert journals a transaction (the write-ahead record, or a final decline) through group
-// commit. It reports false, and fills nothing, when a transaction with the same key (day, MID,
-// TID, batch, STAN, MTI) already exists. A transaction without an RRN is given one.
+// commit. It reports false, and fills nothing, when a transaction with the same key (MID, TID,
+// batch, STAN, MTI, day) already exists. A transaction without an RRN is given one.
 func (j *Journal) Insert(ctx context.Context, t *Txn, more ...func(*pgx.Batch)) (bool, error) {
 	if t.RRN == "" {
 		rrn, err := j.NextRRN(ctx)
@@ -108,6 +111,9 @@ func (j *Journal) Insert(ctx context.Context, t *Txn, more ...func(*pgx.Batch)) 
 			return false, err
 		}
 		t.RRN = rrn
+	}
+	if err := j.parts.ensure(ctx, j, t.LocalDay); err != nil {
+		return false, err
 	}
 	inserted := false
 	if t.State == Pending {
@@ -127,17 +133,21 @@ func (j *Journal) Insert(ctx context.Context, t *Txn, more ...func(*pgx.Batch)) 
 }
 
 func queueInsert(b *pgx.Batch, t *Txn, inserted *bool) {
-	b.Queue(`INSERT INTO txn (local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount, entry_mode,
+	var created any
+	if !t.CreatedAt.IsZero() {
+		created = t.CreatedAt
+	}
+	b.Queue(`INSERT INTO txn (id, local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount, entry_mode,
 		type_code, pan_masked, pan_hash, card_org, mcc, auth_code, resp_code, issuer_code, state, went_upstream, rule, reason,
-		req_hash, response, orig_id, trace, rrn, up_trace, up_time, reversal, operator, req_mcc, has_pin, dev_serial, dev_sdk, dev_check)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31,$32,$33,
-		$34,$35,$36,$37,$38)
-		ON CONFLICT (local_day, mid, tid, batch, stan, mti) DO NOTHING
+		req_hash, orig_id, checks, rrn, up_trace, up_time, reversal, operator, req_mcc, has_pin, dev_serial, dev_sdk, dev_check, created_at)
+		VALUES (txn_id_base($1) + nextval('txn_id_seq'), $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31,$32,
+		$33,$34,$35,$36,$37, coalesce($38, now()))
+		ON CONFLICT (mid, tid, batch, stan, mti, local_day) DO NOTHING
 		RETURNING id, created_at`,
 		t.LocalDay, t.SettleDate, t.Env, t.MID, t.TID, t.Batch, t.STAN, t.MTI, t.Kind, t.ProcCode, t.Amount, t.EntryMode,
 		t.Type, t.PANMasked, t.PANHash, t.CardOrg, t.MCC, t.AuthCode, t.RespCode, t.IssuerCode, string(t.State), t.WentUpstream,
-		t.Rule, t.Reason, t.ReqHash, nullJSON(t.Response), t.OrigID, t.Trace, t.RRN, t.UpTrace, t.UpTime, t.Reversal, t.Operator,
-		t.Inputs.ReqMCC, t.Inputs.HasPIN, t.Inputs.DevSerial, t.Inputs.DevSDK, t.Inputs.DevCheck,
+		t.Rule, t.Reason, t.ReqHash, t.OrigID, TraceChecks(t.Trace), t.RRN, t.UpTrace, t.UpTime, t.Reversal, t.Operator,
+		t.Inputs.ReqMCC, t.Inputs.HasPIN, t.Inputs.DevSerial, t.Inputs.DevSDK, t.Inputs.DevCheck, created,
 	).QueryRow(func(row pgx.Row) error {
 		err := row.Scan(&t.ID, &t.CreatedAt)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -179,11 +189,11 @@ func nullInt(n int64) any {
 	return n
 }
 
-func nullJSON(b json.RawMessage) any {
-	if len(b) == 0 {
+func nullStr(v string) any {
+	if v == "" {
 		return nil
 	}
-	return string(b)
+	return v
 }
 
 // Outcome is what becomes durable before the terminal is answered.
@@ -197,8 +207,8 @@ type Outcome struct {
 	// KeepReversal keeps the prepared reversal (approved, or timed out and armed); otherwise the
 	// outcome is final and the sealed reversal is dropped.
 	KeepReversal bool
-	IssuerMicros int64 // the issuer's round trip, when it went upstream
-	Response     json.RawMessage
+	IssuerMicros int64  // the issuer's round trip, when it went upstream
+	Balance      string // F54 of an approved balance inquiry
 }
 
 // Finish records a transaction's outcome, together with the extra statements (original marked
@@ -216,27 +226,32 @@ func (j *Journal) Finish(ctx context.Context, id int64, o Outcome, more ...func(
 	return err
 }
 
-// FinishOp queues the outcome update of one transaction.
+// FinishOp queues the outcome update of one transaction. The statement names the
+// transaction's partition (from its id), so it is planned once, not per partition.
 func FinishOp(id int64, o Outcome) func(*pgx.Batch) {
 	return func(b *pgx.Batch) {
-		b.Queue(`UPDATE txn SET state=$2, resp_code=$3, issuer_code=$4, auth_code=$5, rule=$6, reason=$7,
-			went_upstream=$8, response=$9, reversal = CASE WHEN $10 THEN reversal END, issuer_us = $11, updated_at=now() WHERE id=$1`,
-			id, string(o.State), o.RespCode, o.IssuerCode, o.AuthCode, o.Rule, o.Reason, o.WentUpstream, nullJSON(o.Response), o.KeepReversal,
+		b.Queue(`UPDATE `+PartitionOf(id)+` SET state=$2, resp_code=$3, issuer_code=$4, auth_code=$5, rule=$6, reason=$7,
+			went_upstream=$8, balance=$9, reversal = CASE WHEN $10 THEN reversal END, issuer_us = $11, updated_at=now() WHERE id=$1`,
+			id, string(o.State), o.RespCode, o.IssuerCode, o.AuthCode, o.Rule, o.Reason, o.WentUpstream, nullStr(o.Balance), o.KeepReversal,
 			nullInt(o.IssuerMicros))
 	}
 }
 
-// SetStateOp queues a state change of an original (voided, reversed).
+// SetStateOp queues a state change of an original (voided, reversed, or approved again when
+// its void is reversed). A reversed transaction can never be reversed again: its sealed reversal
+// is dropped (arm it first, in the same commit, when it must go upstream). A voided one keeps
+// it: reversing the void puts the purchase back.
 func SetStateOp(id int64, state byte) func(*pgx.Batch) {
 	return func(b *pgx.Batch) {
-		b.Queue(`UPDATE txn SET state=$2, updated_at=now() WHERE id=$1`, id, string(state))
+		b.Queue(`UPDATE `+PartitionOf(id)+` SET state=$2, reversal = CASE WHEN $2 = 'R' THEN NULL ELSE reversal END, updated_at=now() WHERE id=$1`,
+			id, string(state))
 	}
 }
 
 // AddRefundedOp queues an increase of an original's refunded amount.
 func AddRefundedOp(id, amount int64) func(*pgx.Batch) {
 	return func(b *pgx.Batch) {
-		b.Queue(`UPDATE txn SET refunded = refunded + $2, updated_at=now() WHERE id=$1`, id, amount)
+		b.Queue(`UPDATE `+PartitionOf(id)+` SET refunded = refunded + $2, updated_at=now() WHERE id=$1`, id, amount)
 	}
 }
 
@@ -253,45 +268,83 @@ func (j *Journal) one(ctx context.Context, where string, args ...any) (*Txn, err
 
 // ByKey finds a transaction by its duplicate key.
 func (j *Journal) ByKey(ctx context.Context, day time.Time, mid, tid, batch, stan, mti string) (*Txn, error) {
-	return j.one(ctx, "local_day=$1 AND mid=$2 AND tid=$3 AND batch=$4 AND stan=$5 AND mti=$6", day, mid, tid, batch, stan, mti)
+	return j.one(ctx, "mid=$2 AND tid=$3 AND batch=$4 AND stan=$5 AND mti=$6 AND local_day=$1", day, mid, tid, batch, stan, mti)
 }
 
-// ByID finds a transaction by id.
-func (j *Journal) ByID(ctx context.Context, id int64) (*Txn, error) { return j.one(ctx, "id=$1", id) }
+// ByID finds a transaction by id (in the partition the id names).
+func (j *Journal) ByID(ctx context.Context, id int64) (*Txn, error) {
+	return j.one(ctx, "id=$1 AND local_day=$2", id, DayOf(id))
+}
 
-// ByRRN finds a transaction by RRN.
+// ByRRN finds a transaction by RRN (every partition: an operator's question, not a hot path).
 func (j *Journal) ByRRN(ctx context.Context, rrn string) (*Txn, error) {
-	return j.one(ctx, "rrn=$1", rrn)
+	return j.one(ctx, "rrn=$1 ORDER BY id DESC LIMIT 1", rrn)
 }
 
-// Original finds the financial request (0200 purchase or void) a void or reversal refers to:
-// same MID and TID, batch and STAN, on day.
+// Original finds the financial request (0200 purchase or void) a void refers to: same MID and
+// TID, batch and STAN, on day.
 func (j *Journal) Original(ctx context.Context, day time.Time, mid, tid, batch, stan, mti string, kinds ...string) (*Txn, error) {
-	return j.one(ctx, "local_day=$1 AND mid=$2 AND tid=$3 AND batch=$4 AND stan=$5 AND mti=$6 AND kind = ANY($7) ORDER BY id DESC LIMIT 1",
+	return j.one(ctx, "mid=$2 AND tid=$3 AND batch=$4 AND stan=$5 AND mti=$6 AND local_day=$1 AND kind = ANY($7) ORDER BY id DESC LIMIT 1",
 		day, mid, tid, batch, stan, mti, kinds)
 }
 
+// ReversalLookback is how many days before today a reversal's original is looked for. A
+// reversal carries its original's STAN and batch but no date: a terminal that lost an answer at
+// 23:59 reverses after midnight, and one switched off over a weekend reverses on Monday.
+const ReversalLookback = 7
+
 // ForReversal finds what a reversal reverses: the newest reversible request of the terminal with
-// that STAN (the reversal keeps its original's F11 and 60.2) on day.
+// that batch and STAN (the reversal keeps its original's F11 and 60.2), on day or up to
+// ReversalLookback days before (newest day first; each day is one index probe in its partition).
 func (j *Journal) ForReversal(ctx context.Context, day time.Time, mid, tid, batch, stan string) (*Txn, error) {
-	return j.one(ctx, "local_day=$1 AND mid=$2 AND tid=$3 AND batch=$4 AND stan=$5 AND mti='0200' AND kind IN ('purchase','void') ORDER BY id DESC LIMIT 1",
-		day, mid, tid, batch, stan)
+	for back := 0; back <= ReversalLookback; back++ {
+		t, err := j.one(ctx, "mid=$2 AND tid=$3 AND batch=$4 AND stan=$5 AND mti='0200' AND local_day=$1 AND kind IN ('purchase','void') ORDER BY id DESC LIMIT 1",
+			day.AddDate(0, 0, -back), mid, tid, batch, stan)
+		if t != nil || err != nil {
+			return t, err
+		}
+	}
+	return nil, nil
 }
 
-// ForRefund finds a refund's original purchase by MID, RRN and original local day.
+// ForRefund finds a refund's original purchase by MID, RRN and original local day (61.3): the
+// day names the one partition to look in, however old.
 func (j *Journal) ForRefund(ctx context.Context, mid, rrn string, day time.Time) (*Txn, error) {
-	return j.one(ctx, "mid=$1 AND rrn=$2 AND local_day=$3 AND kind='purchase'", mid, rrn, day)
+	return j.one(ctx, "rrn=$2 AND mid=$1 AND local_day=$3 AND kind='purchase'", mid, rrn, day)
 }
 
-// Last finds the terminal's most recent financial transaction, or the one with batch and STAN.
+// Last finds the terminal's most recent financial transaction, or the one with batch and STAN:
+// today's partition first, then each earlier day up to ReversalLookback, then all of them.
 // Only authenticated requests count: since migration 0008 the unauthenticated ones (§7 rows 1-4)
 // go to rejects, and the rule filter skips those an older switch journaled.
 func (j *Journal) Last(ctx context.Context, mid, tid, batch, stan string) (*Txn, error) {
-	const authenticated = " AND rule NOT IN ('frame','terminal','signed-on','mac')"
+	return j.LastAsOf(ctx, time.Now(), mid, tid, batch, stan)
+}
+
+// LastAsOf is Last with today given (the switch's business clock).
+func (j *Journal) LastAsOf(ctx context.Context, today time.Time, mid, tid, batch, stan string) (*Txn, error) {
+	where := "mid=$1 AND tid=$2 AND kind IN ('purchase','void','refund','balance') AND rule NOT IN ('frame','terminal','signed-on','mac')"
+	args := []any{mid, tid}
 	if stan != "" {
-		return j.one(ctx, "mid=$1 AND tid=$2 AND batch=$3 AND stan=$4 AND kind IN ('purchase','void','refund','balance')"+authenticated+" ORDER BY id DESC LIMIT 1", mid, tid, batch, stan)
+		where += " AND batch=$3 AND stan=$4"
+		args = append(args, batch, stan)
 	}
-	return j.one(ctx, "mid=$1 AND tid=$2 AND kind IN ('purchase','void','refund','balance')"+authenticated+" ORDER BY id DESC LIMIT 1", mid, tid)
+	n := len(args) + 1
+	for back := 0; back <= ReversalLookback; back++ {
+		t, err := j.one(ctx, where+fmt.Sprintf(" AND local_day=$%d ORDER BY id DESC LIMIT 1", n), append(args, today.AddDate(0, 0, -back))...)
+		if t != nil || err != nil {
+			return t, err
+		}
+	}
+	return j.one(ctx, where+fmt.Sprintf(" AND local_day<$%d ORDER BY id DESC LIMIT 1", n), append(args, today.AddDate(0, 0, -ReversalLookback))...)
+}
+
+// BatchSettled drops the sealed reversals of a settled terminal batch: a terminal clears its
+// pending reversal before it settles, so none of them can be needed any more.
+func (j *Journal) BatchSettled(ctx context.Context, today time.Time, mid, tid, batch string) error {
+	_, err := j.Pool.Exec(ctx, `UPDATE txn SET reversal = NULL WHERE mid=$1 AND tid=$2 AND batch=$3 AND reversal IS NOT NULL
+		AND local_day >= $4 AND local_day <= $5`, mid, tid, batch, today.AddDate(0, 0, -ReversalLookback), today)
+	return err
 }
 
 // BatchTotals are the settlement totals of a terminal batch (protocol.md §4): debit = approved,

@@ -72,12 +72,16 @@ func (v *Vault) mac(key []byte, data ...[]byte) []byte {
 	return m.Sum(nil)
 }
 
+// hashSize is the stored length of the keyed hashes: 128 bits of HMAC-SHA256 (a prefix, so
+// hashes journaled at full length compare by their first 16 bytes; migration 0006 cut them).
+const hashSize = 16
+
 // PANHash is the keyed hash of a PAN, for lookups.
 func (v *Vault) PANHash(pan string) []byte {
 	if pan == "" {
 		return nil
 	}
-	return v.mac(v.panKey, []byte(pan))
+	return v.mac(v.panKey, []byte(pan))[:hashSize]
 }
 
 // RequestHash is the keyed hash of a request from its MTI on (the TPDU may be rewritten by a
@@ -86,7 +90,7 @@ func (v *Vault) RequestHash(frame []byte) []byte {
 	if len(frame) > 11 {
 		frame = frame[11:]
 	}
-	return v.mac(v.reqKey, frame)
+	return v.mac(v.reqKey, frame)[:hashSize]
 }
 
 // Seal encrypts plain with a random nonce.

@@ -50,8 +50,13 @@ func TempDir(t testing.TB) string {
 }
 
 // Main runs a package's tests and stops the shared PostgreSQL afterwards: call it from TestMain.
-// after runs first (e.g. to stop a shared browser).
+// after runs first (e.g. to stop a shared browser). Test servers are sized for 2 GB of memory
+// (512 MB of shared buffers), not for the machine: several test packages (and crash-test
+// switches) run their own at once.
 func Main(m *testing.M, after ...func()) {
+	if os.Getenv("SHOUDAN_PG_MEMORY") == "" {
+		os.Setenv("SHOUDAN_PG_MEMORY", "2GB")
+	}
 	code := m.Run()
 	for _, f := range after {
 		f()

@@ -128,12 +128,14 @@ func start(ctx context.Context, dataDir string, create bool) (*Instance, error) 
 		in.adopted = true
 		return in, in.waitReady(ctx)
 	}
-	// A journal writes steadily: checkpoints forced by WAL volume (max_wal_size defaults to 1 GB,
-	// a minute at 5,000 purchases/s) stalled commits for tens of ms (issue 7); 2 GB over 10 min
-	// spreads them, and keeps crash recovery of the journal itself to seconds.
-	opts := fmt.Sprintf("-c listen_addresses='' -k %s -p %d -c max_connections=200 -c shared_buffers=128MB"+
-		" -c max_wal_size=2GB -c checkpoint_timeout=10min -c checkpoint_completion_target=0.9", in.Socket, in.Port)
-	if _, err := in.run(ctx, "pg_ctl", "start", "-D", in.Data, "-w", "-t", "120", "-l", filepath.Join(in.Data, "server.log"), "-o", opts); err != nil {
+	opts := fmt.Sprintf("-c listen_addresses='' -k %s -p %d %s", in.Socket, in.Port, strings.Join(Settings(Memory()), " "))
+	_, err = in.run(ctx, "pg_ctl", "start", "-D", in.Data, "-w", "-t", "120", "-l", filepath.Join(in.Data, "server.log"), "-o", opts)
+	if err != nil && !in.running(ctx) && strings.Contains(opts, "wal_compression=lz4") {
+		// binaries built without lz4: the portable compression
+		_, err = in.run(ctx, "pg_ctl", "start", "-D", in.Data, "-w", "-t", "120", "-l", filepath.Join(in.Data, "server.log"), "-o",
+			strings.Replace(opts, "wal_compression=lz4", "wal_compression=pglz", 1))
+	}
+	if err != nil {
 		if in.running(ctx) { // another starter won the race
 			return in, in.waitReady(ctx)
 		}
@@ -303,3 +305,85 @@ func postgresUser() (*syscall.Credential, error) {
 // Adopted reports whether Start found the server already running (another process owns it, so
 // a short-lived tool must not stop it).
 func (in *Instance) Adopted() bool { return in.adopted }
+
+// Memory is what the private server is sized from: $SHOUDAN_PG_MEMORY (e.g. 2GB, 512MB) when
+// set, else the machine's memory (or its cgroup limit, when lower).
+func Memory() int64 {
+	if v := os.Getenv("SHOUDAN_PG_MEMORY"); v != "" {
+		if n, err := ParseBytes(v); err == nil && n > 0 {
+			return n
+		}
+	}
+	total := int64(0)
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+				total = kb << 10
+			}
+		}
+	}
+	if b, err := os.ReadFile("/sys/fs/cgroup/memory.max"); err == nil {
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 && (total == 0 || n < total) {
+			total = n
+		}
+	}
+	if total == 0 {
+		total = 1 << 30
+	}
+	return total
+}
+
+// ParseBytes reads 512MB, 2GB, 1048576 (bytes).
+func ParseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(strings.ToUpper(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"TB", 1 << 40}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("expected a size such as 512MB or 2GB, found %q", s)
+	}
+	return n * mult, nil
+}
+
+// Settings are the private server's settings for a machine with mem bytes of memory (they are
+// passed on the command line at every start, so a new release's settings apply to an existing
+// data directory). Why each (issue 13; see the README's Performance section):
+//   - shared_buffers: a quarter of memory (128 MB..8 GB); the default 128 MB made backends
+//     write out dirty buffers themselves (pg_stat_bgwriter buffers_backend) once the journal
+//     outgrew it. effective_cache_size: half of memory.
+//   - the background writer runs every 50 ms and may write 1,000 buffers a round, so that
+//     clean buffers are ready before a backend needs one.
+//   - WAL: lz4 compression of full-page images (the bulk of the journal's WAL after each
+//     checkpoint), checkpoints every 15 min or 4 GB spread over 90% of the interval; commits
+//     stay synchronous (no approval without a durable record).
+//   - autovacuum looks every 10 s with 10× the default I/O budget; the hot tables' own
+//     thresholds are set per partition (txn_ensure_partition).
+//   - max_locks_per_transaction 256: a query over every daily partition locks each of them
+//     and their indexes.
+func Settings(mem int64) []string {
+	const mb = int64(1 << 20)
+	clamp := func(v, lo, hi int64) int64 { return max(lo, min(hi, v)) }
+	sb := clamp(mem/4, 128*mb, 8192*mb)
+	return []string{
+		"-c max_connections=200",
+		fmt.Sprintf("-c shared_buffers=%dMB", sb/mb),
+		fmt.Sprintf("-c effective_cache_size=%dMB", clamp(mem/2, 256*mb, 1<<50)/mb),
+		fmt.Sprintf("-c maintenance_work_mem=%dMB", clamp(mem/32, 64*mb, 1024*mb)/mb),
+		fmt.Sprintf("-c wal_buffers=%dMB", clamp(sb/32, 4*mb, 64*mb)/mb),
+		"-c max_wal_size=4GB", "-c min_wal_size=1GB", "-c checkpoint_timeout=15min", "-c checkpoint_completion_target=0.9",
+		"-c wal_compression=lz4",
+		"-c bgwriter_delay=50ms", "-c bgwriter_lru_maxpages=1000", "-c bgwriter_lru_multiplier=4",
+		"-c autovacuum_naptime=10s", "-c autovacuum_vacuum_cost_limit=2000",
+		"-c max_locks_per_transaction=256",
+		"-c track_io_timing=on",
+	}
+}

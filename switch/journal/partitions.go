@@ -1,0 +1,390 @@
+package journal
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The transaction table is partitioned by day (local_day): txn_pYYYYMMDD. Ids carry their day
+// (id = days since 2000-01-01 × 10^12 + a sequence), so whatever knows an id knows its partition.
+const idsPerDay = 1_000_000_000_000
+
+var epoch2000 = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func dayNumber(d time.Time) int64 {
+	y, m, dd := d.Date()
+	return int64(time.Date(y, m, dd, 0, 0, 0, 0, time.UTC).Sub(epoch2000) / (24 * time.Hour))
+}
+
+// DayOf is the local day (a UTC midnight) of the transaction with this id.
+func DayOf(id int64) time.Time { return epoch2000.AddDate(0, 0, int(id/idsPerDay)) }
+
+// dayBase is the smallest id a transaction of day d can have.
+func dayBase(d time.Time) int64 { return dayNumber(d) * idsPerDay }
+
+// PartitionName is the partition holding day d (its calendar date as written).
+func PartitionName(d time.Time) string { return "txn_p" + d.Format("20060102") }
+
+// PartitionOf is the partition holding the transaction with this id.
+func PartitionOf(id int64) string { return PartitionName(DayOf(id)) }
+
+var partitionRE = regexp.MustCompile(`^txn_p(\d{8})$`)
+
+// partitions remembers the days whose partition is known to exist, so that the write path
+// asks the database only for a day it has not seen.
+type partitions struct {
+	mu    sync.Mutex
+	known map[int64]bool
+}
+
+func (p *partitions) ensure(ctx context.Context, j *Journal, d time.Time) error {
+	n := dayNumber(d)
+	p.mu.Lock()
+	ok := p.known[n]
+	p.mu.Unlock()
+	if ok {
+		return nil
+	}
+	if err := j.createPartition(ctx, d); err != nil {
+		return fmt.Errorf("%w: partition for %s: %v", ErrUnavailable, d.Format("2006-01-02"), err)
+	}
+	p.mu.Lock()
+	if p.known == nil {
+		p.known = map[int64]bool{}
+	}
+	p.known[n] = true
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *partitions) forget(d time.Time) {
+	p.mu.Lock()
+	delete(p.known, dayNumber(d))
+	p.mu.Unlock()
+}
+
+// createPartition creates day d's partition when it is missing. Creating a partition locks the
+// parent table briefly: lock_timeout keeps a long reader from stalling the write path behind it.
+func (j *Journal) createPartition(ctx context.Context, d time.Time) error {
+	tx, err := j.Pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '3s'"); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "SELECT txn_ensure_partition($1::date)", d.Format("2006-01-02")); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// Partition is one day of the journal.
+type Partition struct {
+	Name  string
+	Day   time.Time
+	Rows  int64 // estimate (pg_class.reltuples; -1 when never analysed)
+	Bytes int64 // heap, indexes and TOAST
+	Note  string
+}
+
+// Partitions lists the attached partitions, oldest first.
+func (j *Journal) Partitions(ctx context.Context) ([]Partition, error) {
+	rows, err := j.Pool.Query(ctx, `SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid), coalesce(obj_description(c.oid, 'pg_class'), '')
+		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'txn'::regclass ORDER BY c.relname`)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer rows.Close()
+	var out []Partition
+	for rows.Next() {
+		var p Partition
+		if err := rows.Scan(&p.Name, &p.Rows, &p.Bytes, &p.Note); err != nil {
+			return nil, err
+		}
+		m := partitionRE.FindStringSubmatch(p.Name)
+		if m == nil {
+			continue
+		}
+		p.Day, _ = time.Parse("20060102", m[1])
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// Retention is the journal's upkeep policy.
+type Retention struct {
+	Days       int    // partitions older than this many days are detached and archived
+	ArchiveDir string // where archived partitions go (CSV, gzip)
+	Ahead      int    // partitions created ahead of today (default 3)
+}
+
+// Maintain keeps partitions ahead of the clock, applies retention and prunes acknowledged
+// reversals every interval until ctx ends (the switch runs MaintainOnce at start).
+func (j *Journal) Maintain(ctx context.Context, r Retention, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			j.MaintainOnce(ctx, r, log)
+		}
+	}
+}
+
+// MaintainOnce creates the partitions ahead, applies retention and prunes acknowledged reversals.
+func (j *Journal) MaintainOnce(ctx context.Context, r Retention, log *slog.Logger) {
+	{
+		today := time.Now()
+		if err := j.CreateAhead(ctx, today, r.Ahead); err != nil && ctx.Err() == nil {
+			log.Error("journal: partitions ahead not created; the write path creates its day when missing", "err", err)
+		}
+		if r.Days > 0 {
+			archived, err := j.ApplyRetention(ctx, today, r.Days, r.ArchiveDir)
+			for _, a := range archived {
+				log.Info("journal: partition detached and archived", "file", a)
+			}
+			if err != nil && ctx.Err() == nil {
+				log.Error("journal: retention", "err", err)
+			}
+		}
+		if _, err := j.Pool.Exec(ctx, "DELETE FROM saf WHERE acked_at < now() - interval '7 days'"); err != nil && ctx.Err() == nil {
+			log.Warn("journal: pruning acknowledged reversals", "err", err)
+		}
+	}
+}
+
+// CreateAhead makes sure the partitions of yesterday, today and ahead days after exist.
+func (j *Journal) CreateAhead(ctx context.Context, today time.Time, ahead int) error {
+	if ahead <= 0 {
+		ahead = 3
+	}
+	for i := -1; i <= ahead; i++ {
+		if err := j.parts.ensure(ctx, j, today.AddDate(0, 0, i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// restoredUntil is how a restored partition is marked: retention leaves it until that day.
+var restoredUntil = regexp.MustCompile(`keep until (\d{4}-\d{2}-\d{2})`)
+
+// ApplyRetention detaches every partition whose day is more than days before today, writes it
+// to archiveDir as txn_YYYY-MM-DD.csv.gz (CSV with a header line, gzip: readable by any tool)
+// and drops it once the file is durable. It returns the files written.
+func (j *Journal) ApplyRetention(ctx context.Context, today time.Time, days int, archiveDir string) ([]string, error) {
+	y, m, d := today.Date()
+	cutoff := time.Date(y, m, d, 0, 0, 0, 0, time.UTC).AddDate(0, 0, -days)
+	parts, err := j.Partitions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, p := range parts {
+		if !p.Day.Before(cutoff) {
+			continue
+		}
+		if m := restoredUntil.FindStringSubmatch(p.Note); m != nil {
+			if until, err := time.Parse("2006-01-02", m[1]); err == nil && !time.Now().After(until) {
+				continue
+			}
+		}
+		f, err := j.archivePartition(ctx, p, archiveDir)
+		if err != nil {
+			return files, fmt.Errorf("%s: %w", p.Name, err)
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
+
+func (j *Journal) archivePartition(ctx context.Context, p Partition, dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", err
+	}
+	// DETACH … CONCURRENTLY does not block the write path; it cannot run in a transaction. A
+	// detach interrupted earlier is finished with FINALIZE.
+	if _, err := j.Pool.Exec(ctx, "ALTER TABLE txn DETACH PARTITION "+p.Name+" CONCURRENTLY"); err != nil {
+		if _, ferr := j.Pool.Exec(ctx, "ALTER TABLE txn DETACH PARTITION "+p.Name+" FINALIZE"); ferr != nil {
+			return "", fmt.Errorf("detach: %v", err)
+		}
+	}
+	j.parts.forget(p.Day)
+	path := filepath.Join(dir, "txn_"+p.Day.Format("2006-01-02")+".csv.gz")
+	if _, err := os.Stat(path); err == nil {
+		path = filepath.Join(dir, fmt.Sprintf("txn_%s.%d.csv.gz", p.Day.Format("2006-01-02"), time.Now().Unix()))
+	}
+	if err := j.copyOut(ctx, p.Name, path); err != nil {
+		return "", err
+	}
+	if _, err := j.Pool.Exec(ctx, "DROP TABLE "+p.Name); err != nil {
+		return path, fmt.Errorf("archived to %s but not dropped: %v", path, err)
+	}
+	return path, nil
+}
+
+// copyOut writes a table as gzip'd CSV with a header, durably (written to a temporary file,
+// synced, renamed).
+func (j *Journal) copyOut(ctx context.Context, table, path string) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	zw := gzip.NewWriter(f)
+	conn, err := j.Pool.Acquire(ctx)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	_, err = conn.Conn().PgConn().CopyTo(ctx, zw, "COPY (SELECT * FROM "+table+" ORDER BY id) TO STDOUT (FORMAT csv, HEADER)")
+	conn.Release()
+	if err == nil {
+		err = zw.Close()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// Restore brings an archived partition (a file ApplyRetention wrote) back into the journal as
+// its day's partition, marked so that retention leaves it for keep days. It returns the day and
+// the number of rows.
+func (j *Journal) Restore(ctx context.Context, path string, keep int) (time.Time, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return time.Time{}, 0, err
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(bufio.NewReader(f))
+	if err != nil {
+		return time.Time{}, 0, fmt.Errorf("%s: expected a gzip'd CSV archive: %v", path, err)
+	}
+	header, body, err := readHeader(zr)
+	if err != nil {
+		return time.Time{}, 0, fmt.Errorf("%s: %v", path, err)
+	}
+	// column types of the journal as it is now
+	types := map[string]string{}
+	rows, err := j.Pool.Query(ctx, `SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+		WHERE attrelid = 'txn'::regclass AND attnum > 0 AND NOT attisdropped`)
+	if err != nil {
+		return time.Time{}, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	for rows.Next() {
+		var n, t string
+		if err := rows.Scan(&n, &t); err != nil {
+			rows.Close()
+			return time.Time{}, 0, err
+		}
+		types[n] = t
+	}
+	rows.Close()
+	var stageCols, common, casts []string
+	for _, c := range header {
+		if !regexp.MustCompile(`^[a-z_][a-z0-9_]*$`).MatchString(c) {
+			return time.Time{}, 0, fmt.Errorf("%s: header column %q is not a column name", path, c)
+		}
+		stageCols = append(stageCols, c+" text")
+		if t, ok := types[c]; ok {
+			common = append(common, c)
+			casts = append(casts, fmt.Sprintf("%s::%s", c, t))
+		}
+	}
+	for _, need := range []string{"id", "local_day"} {
+		if _, ok := types[need]; !ok || !slices.Contains(common, need) {
+			return time.Time{}, 0, fmt.Errorf("%s: expected a journal archive with columns id and local_day, found %s", path, strings.Join(header, ","))
+		}
+	}
+	tx, err := j.Pool.Begin(ctx)
+	if err != nil {
+		return time.Time{}, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE txn_restore ("+strings.Join(stageCols, ", ")+") ON COMMIT DROP"); err != nil {
+		return time.Time{}, 0, err
+	}
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, body, "COPY txn_restore FROM STDIN (FORMAT csv)"); err != nil {
+		return time.Time{}, 0, fmt.Errorf("%s: %v", path, err)
+	}
+	var days int
+	var day time.Time
+	if err := tx.QueryRow(ctx, "SELECT count(DISTINCT local_day), min(local_day::date) FROM txn_restore").Scan(&days, &day); err != nil || days != 1 {
+		return time.Time{}, 0, fmt.Errorf("%s: expected the rows of one day, found %d days (%v)", path, days, err)
+	}
+	name := PartitionName(day)
+	var exists bool
+	if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", name).Scan(&exists); err != nil {
+		return time.Time{}, 0, err
+	}
+	if exists {
+		return time.Time{}, 0, fmt.Errorf("%s: the journal already has a partition for %s (%s)", path, day.Format("2006-01-02"), name)
+	}
+	stmts := []string{
+		"SET LOCAL lock_timeout = '10s'",
+		"CREATE TABLE " + name + " (LIKE txn INCLUDING DEFAULTS) WITH (fillfactor = 100)",
+		"INSERT INTO " + name + " (" + strings.Join(common, ", ") + ") SELECT " + strings.Join(casts, ", ") + " FROM txn_restore",
+		fmt.Sprintf("ALTER TABLE txn ATTACH PARTITION %s FOR VALUES FROM ('%s') TO ('%s')", name, day.Format("2006-01-02"), day.AddDate(0, 0, 1).Format("2006-01-02")),
+		fmt.Sprintf("COMMENT ON TABLE %s IS 'restored from %s on %s; keep until %s'", name, strings.ReplaceAll(filepath.Base(path), "'", ""),
+			time.Now().Format("2006-01-02"), time.Now().AddDate(0, 0, keep).Format("2006-01-02")),
+	}
+	for _, s := range stmts {
+		if _, err := tx.Exec(ctx, s); err != nil {
+			return time.Time{}, 0, fmt.Errorf("restore %s: %v", name, err)
+		}
+	}
+	var n int64
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+name).Scan(&n); err != nil {
+		return time.Time{}, 0, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return time.Time{}, 0, err
+	}
+	return day, n, nil
+}
+
+// readHeader reads the CSV header line and returns the column names and a reader of the rest.
+func readHeader(r io.Reader) ([]string, io.Reader, error) {
+	br := bufio.NewReader(r)
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return nil, nil, errors.New("expected a CSV header line")
+	}
+	cols, err := csv.NewReader(strings.NewReader(line)).Read()
+	if err != nil {
+		return nil, nil, fmt.Errorf("header: %v", err)
+	}
+	return cols, br, nil
+}
