@@ -243,8 +243,8 @@ func FinishOp(id int64, o Outcome) func(*pgx.Batch) {
 // it: reversing the void puts the purchase back.
 func SetStateOp(id int64, state byte) func(*pgx.Batch) {
 	return func(b *pgx.Batch) {
-		b.Queue(`UPDATE `+PartitionOf(id)+` SET state=$2, reversal = CASE WHEN $2 = 'R' THEN NULL ELSE reversal END, updated_at=now() WHERE id=$1`,
-			id, string(state))
+		b.Queue(`UPDATE `+PartitionOf(id)+` SET state=$2, reversal = CASE WHEN $3 THEN NULL ELSE reversal END, updated_at=now() WHERE id=$1`,
+			id, string(state), state == Reversed)
 	}
 }
 
