@@ -27,8 +27,8 @@ func (j *Journal) EachDecided(ctx context.Context, f DecidedFilter, fn func(t *T
 	}
 	defer tx.Rollback(ctx)
 	rows, err := tx.Query(ctx, `SELECT id, created_at, local_day, env, mid, tid, batch, stan, mti, kind, amount, entry_mode,
-		rrn, resp_code, state, rule, reason, trace, req_mcc, has_pin, dev_serial, dev_sdk, dev_check,
-		CASE WHEN kind = 'refund' AND orig_id IS NOT NULL THEN (SELECT o.local_day FROM txn o WHERE o.id = txn.orig_id) END
+		rrn, resp_code, state, rule, reason, checks, req_mcc, has_pin, dev_serial, dev_sdk, dev_check,
+		CASE WHEN kind = 'refund' THEN txn_day(orig_id) END
 		FROM txn WHERE local_day BETWEEN $1 AND $2 AND ($3 = '' OR mid = $3)
 		AND kind IN ('purchase', 'void', 'refund', 'balance', 'status', 'reversal')`,
 		f.From, f.To, f.MID)
@@ -39,15 +39,17 @@ func (j *Journal) EachDecided(ctx context.Context, f DecidedFilter, fn func(t *T
 	var t Txn
 	var state string
 	var orig *time.Time
+	var checks int64
 	for rows.Next() {
 		t = Txn{}
 		orig = nil
 		if err := rows.Scan(&t.ID, &t.CreatedAt, &t.LocalDay, &t.Env, &t.MID, &t.TID, &t.Batch, &t.STAN, &t.MTI, &t.Kind, &t.Amount,
-			&t.EntryMode, &t.RRN, &t.RespCode, &state, &t.Rule, &t.Reason, &t.Trace, &t.Inputs.ReqMCC, &t.Inputs.HasPIN,
+			&t.EntryMode, &t.RRN, &t.RespCode, &state, &t.Rule, &t.Reason, &checks, &t.Inputs.ReqMCC, &t.Inputs.HasPIN,
 			&t.Inputs.DevSerial, &t.Inputs.DevSDK, &t.Inputs.DevCheck, &orig); err != nil {
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 		t.State = state[0]
+		t.Trace = ChecksTrace(checks)
 		var od time.Time
 		if orig != nil {
 			od = *orig

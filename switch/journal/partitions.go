@@ -35,6 +35,10 @@ func DayOf(id int64) time.Time { return epoch2000.AddDate(0, 0, int(id/idsPerDay
 // dayBase is the smallest id a transaction of day d can have.
 func dayBase(d time.Time) int64 { return dayNumber(d) * idsPerDay }
 
+// DayBase is the smallest id of day d, for tools that load rows in bulk: an id of day d is
+// DayBase(d) + a number below 10^12 (the journal's own come from txn_id_seq; SQL: txn_id_base).
+func DayBase(d time.Time) int64 { return dayBase(d) }
+
 // PartitionName is the partition holding day d (its calendar date as written).
 func PartitionName(d time.Time) string { return "txn_p" + d.Format("20060102") }
 

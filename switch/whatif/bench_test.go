@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/switch/switchtest"
 	"github.com/shoudan/shoudan/switch/whatif"
 	"github.com/shoudan/shoudan/terminals"
@@ -57,11 +58,11 @@ func BenchmarkWhatIfDay(b *testing.B) {
 		if code != "00" {
 			state = "D"
 		}
-		rows = append(rows, []any{utcDay, utcDay, "production", t.MID, t.TID, "000001", fmt.Sprintf("%06d", i/len(loads)), mti, kind,
-			amount, entry, fmt.Sprintf("%012d", 500_000_000+i), code, state, rule, "", hash[:], trace, "", pin, t.Serial, "3.2.1", "G"})
+		rows = append(rows, []any{journal.DayBase(utcDay) + 900_000_000_000 + int64(i), utcDay, utcDay, "production", t.MID, t.TID, "000001", fmt.Sprintf("%06d", i/len(loads)), mti, kind,
+			amount, entry, fmt.Sprintf("%012d", 500_000_000+i), code, state, rule, "", hash[:], journal.TraceChecks(trace), "", pin, t.Serial, "3.2.1", "G"})
 	}
-	_, err := s.Journal.Pool.CopyFrom(ctx, pgx.Identifier{"txn"}, []string{"local_day", "settle_date", "env", "mid", "tid", "batch", "stan", "mti",
-		"kind", "amount", "entry_mode", "rrn", "resp_code", "state", "rule", "reason", "req_hash", "trace", "req_mcc", "has_pin",
+	_, err := s.Journal.Pool.CopyFrom(ctx, pgx.Identifier{"txn"}, []string{"id", "local_day", "settle_date", "env", "mid", "tid", "batch", "stan", "mti",
+		"kind", "amount", "entry_mode", "rrn", "resp_code", "state", "rule", "reason", "req_hash", "checks", "req_mcc", "has_pin",
 		"dev_serial", "dev_sdk", "dev_check"}, pgx.CopyFromRows(rows))
 	require.NoError(b, err)
 	_, err = s.Journal.Pool.Exec(ctx, "ANALYZE txn")
