@@ -126,6 +126,10 @@ BEGIN
     FOR fk IN SELECT * FROM txn_fk WHERE tbl <> 'txn_old'::regclass LOOP
         EXECUTE format('UPDATE %s t SET %I = m.new_id FROM txn_idmap m WHERE t.%I = m.old_id', fk.tbl, fk.col, fk.col);
     END LOOP;
+    -- transaction ids kept without a foreign key (settlement's refund clearing)
+    IF to_regclass('refund_clearing') IS NOT NULL THEN
+        UPDATE refund_clearing t SET txn_id = m.new_id FROM txn_idmap m WHERE t.txn_id = m.old_id;
+    END IF;
 END $$;
 
 DROP TABLE txn_old;
