@@ -66,10 +66,16 @@ func benchJournal(b *testing.B) (*journal.Journal, time.Time) {
 		// rows in the order a journal grows: day by day (BenchRows/BenchDays a day), merchants and
 		// terminals interleaved within the day; every 20th declined, every 7th a foreign card
 		// organisation, amounts 1.00 .. 999.99
+		// one partition per day, ids that carry their day (journal.DayBase)
+		_, bench.err = j.Pool.Exec(ctx, "SELECT txn_ensure_partition($1::date + g) FROM generate_series(0, $2::int) g",
+			bench.day.AddDate(0, 0, -BenchDays/2).Format("2006-01-02"), BenchDays)
+		if bench.err != nil {
+			b.Fatal(bench.err)
+		}
 		_, bench.err = j.Pool.Exec(ctx, `
-			INSERT INTO txn (local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount, entry_mode,
+			INSERT INTO txn (id, local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount, entry_mode,
 				pan_masked, pan_hash, card_org, mcc, rrn, auth_code, resp_code, state, rule, reason, req_hash, operator, created_at)
-			SELECT d, d, 'production', m, t, '000001', lpad(i::text, 7, '0'), '0200', 'purchase', '000000',
+			SELECT txn_id_base(d) + nextval('txn_id_seq'), d, d, 'production', m, t, '000001', lpad(i::text, 7, '0'), '0200', 'purchase', '000000',
 				100 + (i * 7919) % 99900, '051', '622202*********' || lpad((i % 10000)::text, 4, '0'),
 				decode(md5((i % 50000)::text), 'hex'), CASE WHEN i % 7 = 0 THEN 'VIS' ELSE 'CUP' END, '5812',
 				lpad(i::text, 12, '0'), lpad((i % 999999)::text, 6, '0'),

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/switch/settlement"
 	"github.com/shoudan/shoudan/terminals"
 )
@@ -78,6 +79,10 @@ func load(b *testing.B, url string, conf *settlement.Config, open time.Time, tot
 	if err != nil {
 		b.Fatal(err)
 	}
+	// one partition per local day
+	if _, err := c.Exec(ctx, "SELECT txn_ensure_partition(d::date) FROM generate_series($1::date - 2, $1::date + 2, '1 day') d", d.Format("2006-01-02")); err != nil {
+		b.Fatal(err)
+	}
 	rnd := rand.New(rand.NewPCG(1, 2))
 	start := time.Now()
 	i := 0
@@ -92,6 +97,7 @@ func load(b *testing.B, url string, conf *settlement.Config, open time.Time, tot
 		at := open.Add(time.Duration(i) * (24 * time.Hour / time.Duration(total)))
 		lt := at.In(time.Local)
 		ld := time.Date(lt.Year(), lt.Month(), lt.Day(), 0, 0, 0, 0, time.UTC)
+		fid := journal.DayBase(ld) + id // journal ids carry their day
 		kind, mti, resp, state, amount := "purchase", "0200", "00", "A", 100+rnd.Int64N(500000)
 		var orig any
 		switch x := rnd.IntN(100); {
@@ -106,9 +112,9 @@ func load(b *testing.B, url string, conf *settlement.Config, open time.Time, tot
 		case x < 15:
 			kind, mti, amount = "refund", "0220", 100+rnd.Int64N(20000)
 		default:
-			lastPurchase[m] = id
+			lastPurchase[m] = fid
 		}
-		return []any{id, at, ld, conf.Cutoff.Date(at), "production", mid(m), "10000001", "000001", fmt.Sprintf("%06d", id%1000000),
+		return []any{fid, at, ld, conf.Cutoff.Date(at), "production", mid(m), "10000001", "000001", fmt.Sprintf("%06d", id%1000000),
 			mti, kind, amount, "622202******0123", fmt.Sprintf("%012d", id), resp, state, resp == "00", []byte{1}, orig, fmt.Sprintf("%04d", 5000+m%1000)}, nil
 	})
 	if _, err := c.CopyFrom(ctx, pgx.Identifier{"txn"}, []string{"id", "created_at", "local_day", "settle_date", "env", "mid", "tid", "batch", "stan",

@@ -275,14 +275,22 @@ func (g *generator) generate() {
 func (g *generator) load(t testing.TB, db *pgx.Conn) {
 	ctx := context.Background()
 	rows := make([][]any, 0, len(g.rows))
+	localDay := func(r *row) time.Time {
+		lt := r.at.In(time.Local)
+		return time.Date(lt.Year(), lt.Month(), lt.Day(), 0, 0, 0, 0, time.UTC)
+	}
+	// journal ids carry their day (one partition per day)
+	dbID := func(r *row) int64 { return journal.DayBase(localDay(r)) + r.id }
 	for _, r := range g.rows {
 		var orig any
 		if r.orig != 0 {
-			orig = r.orig
+			orig = dbID(g.byID[r.orig])
 		}
-		lt := r.at.In(time.Local)
-		ld := time.Date(lt.Year(), lt.Month(), lt.Day(), 0, 0, 0, 0, time.UTC)
-		rows = append(rows, []any{r.id, r.at, ld, g.cut.Date(r.at), "production", r.mid, "10000001", "000001", fmt.Sprintf("%06d", r.id%1000000),
+		ld := localDay(r)
+		if _, err := db.Exec(ctx, "SELECT txn_ensure_partition($1::date)", ld.Format("2006-01-02")); err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, []any{dbID(r), r.at, ld, g.cut.Date(r.at), "production", r.mid, "10000001", "000001", fmt.Sprintf("%06d", r.id%1000000),
 			r.mti, r.kind, r.amount, "6222021234****0123", fmt.Sprintf("%012d", r.id), r.resp, string(r.state), r.resp == "00" || r.state == 'T',
 			[]byte{1}, orig, r.refunded, "U" + fmt.Sprintf("%06d", r.id)})
 	}
@@ -290,7 +298,7 @@ func (g *generator) load(t testing.TB, db *pgx.Conn) {
 		"mti", "kind", "amount", "pan_masked", "rrn", "resp_code", "state", "went_upstream", "req_hash", "orig_id", "refunded", "up_trace"}, pgx.CopyFromRows(rows)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(ctx, "SELECT setval('txn_id_seq', (SELECT max(id) FROM txn))"); err != nil {
+	if _, err := db.Exec(ctx, "SELECT setval('txn_id_seq', (SELECT max(id % 1000000000000) FROM txn))"); err != nil {
 		t.Fatal(err)
 	}
 }
