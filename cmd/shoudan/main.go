@@ -26,6 +26,7 @@ func main() {
 	root.AddCommand(decodeCmd(), serveCmd(&cfgPath), issuerCmd(), migrateCmd(&cfgPath), configCmd(), posCmd(&cfgPath), explainCmd(&cfgPath), txnCmd(&cfgPath), terminalsCmd(&cfgPath), replayCmd(&cfgPath), benchCmd(), rejectsCmd(&cfgPath), whatifCmd(), settleCmd(&cfgPath), statementsCmd(&cfgPath))
 	root.AddCommand(usersCmd(&cfgPath))
 	root.AddCommand(keysCmd(&cfgPath)) // key ceremonies (issue 17)
+	root.AddCommand(journalCmd(&cfgPath), doctorCmd(&cfgPath)) // partitions, retention, restore; settings that hurt (issue 13)
 	if cmd, err := root.ExecuteC(); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", cmd.CommandPath(), err)
 		var d errDeclined
