@@ -216,6 +216,12 @@ func (j *Journal) ApplyRetention(ctx context.Context, today time.Time, days int,
 		}
 		files = append(files, f)
 	}
+	if len(files) > 0 {
+		// the routes of archived transactions (ids carry their day: a key range)
+		if _, err := j.Pool.Exec(ctx, "DELETE FROM txn_route WHERE txn_id < $1", dayBase(cutoff)); err != nil {
+			return files, fmt.Errorf("routes of archived days: %w", err)
+		}
+	}
 	return files, nil
 }
 

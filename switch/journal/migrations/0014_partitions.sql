@@ -130,6 +130,10 @@ BEGIN
     IF to_regclass('refund_clearing') IS NOT NULL THEN
         UPDATE refund_clearing t SET txn_id = m.new_id FROM txn_idmap m WHERE t.txn_id = m.old_id;
     END IF;
+    -- and the issuer route each transaction took (issue 12)
+    IF to_regclass('txn_route') IS NOT NULL THEN
+        UPDATE txn_route t SET txn_id = m.new_id FROM txn_idmap m WHERE t.txn_id = m.old_id;
+    END IF;
 END $$;
 
 DROP TABLE txn_old;
