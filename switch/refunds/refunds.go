@@ -221,7 +221,7 @@ type Filter struct {
 
 // List is the application list, newest first.
 func (s *Service) List(ctx context.Context, f Filter) ([]*Refund, error) {
-	q := "SELECT " + refundColumns + refundFrom + "WHERE ($1 = '' OR r.mid = $1) AND ($2 = 0 OR r.orig_id = $2)"
+	q := "SELECT " + refundColumns + refundFrom + "WHERE ($1 = '' OR r.mid = $1) AND ($2::bigint = 0 OR r.orig_id = $2)"
 	args := []any{f.MID, f.OrigID}
 	switch f.State {
 	case "":

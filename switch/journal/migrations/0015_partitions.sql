@@ -130,6 +130,14 @@ BEGIN
     IF to_regclass('refund_clearing') IS NOT NULL THEN
         UPDATE refund_clearing t SET txn_id = m.new_id FROM txn_idmap m WHERE t.txn_id = m.old_id;
     END IF;
+    -- back-office refunds (issue 16): their originals, outcomes and the notifier's cursor
+    IF to_regclass('bo_refund') IS NOT NULL THEN
+        UPDATE bo_refund t SET orig_id = m.new_id FROM txn_idmap m WHERE t.orig_id = m.old_id;
+        UPDATE bo_refund t SET txn_id = m.new_id FROM txn_idmap m WHERE t.txn_id = m.old_id;
+    END IF;
+    IF to_regclass('notify_cursor') IS NOT NULL THEN
+        UPDATE notify_cursor SET after = coalesce((SELECT max(new_id) FROM txn_idmap WHERE old_id <= after), after);
+    END IF;
     -- and the issuer route each transaction took (issue 12)
     IF to_regclass('txn_route') IS NOT NULL THEN
         UPDATE txn_route t SET txn_id = m.new_id FROM txn_idmap m WHERE t.txn_id = m.old_id;
