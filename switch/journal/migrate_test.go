@@ -23,7 +23,7 @@ func TestUpgradeKeepsData(t *testing.T) {
 	pool, err := pgxpool.New(ctx, switchtest.Database(t))
 	require.NoError(t, err)
 	defer pool.Close()
-	require.NoError(t, journal.MigrateTo(ctx, pool, "0014_backoffice_refunds"))
+	require.NoError(t, journal.MigrateTo(ctx, pool, "0015_merchant_day"))
 	hash := make([]byte, 32)
 	for i := range hash {
 		hash[i] = byte(i)

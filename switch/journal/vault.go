@@ -73,7 +73,7 @@ func (v *Vault) mac(key []byte, data ...[]byte) []byte {
 }
 
 // hashSize is the stored length of the keyed hashes: 128 bits of HMAC-SHA256 (a prefix, so
-// hashes journaled at full length compare by their first 16 bytes; migration 0015 cut them).
+// hashes journaled at full length compare by their first 16 bytes; migration 0016 cut them).
 const hashSize = 16
 
 // PANHash is the keyed hash of a PAN, for lookups.

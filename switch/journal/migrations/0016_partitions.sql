@@ -56,7 +56,7 @@ ALTER SEQUENCE txn_id_seq OWNED BY NONE;
 ALTER TABLE txn RENAME TO txn_old;
 ALTER INDEX txn_pkey RENAME TO txn_old_pkey;
 ALTER TABLE txn_old RENAME CONSTRAINT txn_local_day_mid_tid_batch_stan_mti_key TO txn_old_key;
-DROP INDEX IF EXISTS txn_rrn, txn_terminal, txn_batch;
+DROP INDEX IF EXISTS txn_rrn, txn_terminal, txn_batch, txn_merchant_day;
 
 DO $$
 DECLARE
@@ -96,6 +96,8 @@ ALTER TABLE txn ADD PRIMARY KEY (id, local_day);
 ALTER TABLE txn ADD CONSTRAINT txn_key UNIQUE (mid, tid, batch, stan, mti, local_day);
 CREATE INDEX txn_rrn ON txn (rrn);
 CREATE INDEX txn_terminal ON txn (mid, tid, id);
+-- a merchant's day, newest first (the console's pages; migration 0015)
+CREATE INDEX txn_merchant_day ON txn (mid, local_day, id);
 
 SELECT txn_ensure_partition(d) FROM (SELECT DISTINCT local_day AS d FROM txn_old) days;
 
