@@ -171,7 +171,6 @@ func TestTerminalsOverTLS(t *testing.T) {
 	refused(old11, "TLS 1.1 was accepted")
 }
 
-
 func bought(t *testing.T, d *device.Terminal, amount int64) string {
 	t.Helper()
 	r, err := d.Purchase(good, amount)

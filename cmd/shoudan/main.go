@@ -25,7 +25,7 @@ func main() {
 	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", "", "config file (default: <data_dir>/shoudan.yaml, i.e. ./data/shoudan.yaml, which `serve` writes from the built-in demo config on its first run)")
 	root.AddCommand(decodeCmd(), serveCmd(&cfgPath), issuerCmd(), migrateCmd(&cfgPath), configCmd(), posCmd(&cfgPath), explainCmd(&cfgPath), txnCmd(&cfgPath), terminalsCmd(&cfgPath), replayCmd(&cfgPath), benchCmd(), rejectsCmd(&cfgPath), whatifCmd(), settleCmd(&cfgPath), statementsCmd(&cfgPath))
 	root.AddCommand(usersCmd(&cfgPath))
-	root.AddCommand(keysCmd(&cfgPath)) // key ceremonies (issue 17)
+	root.AddCommand(keysCmd(&cfgPath))                         // key ceremonies (issue 17)
 	root.AddCommand(journalCmd(&cfgPath), doctorCmd(&cfgPath)) // partitions, retention, restore; settings that hurt (issue 13)
 	if cmd, err := root.ExecuteC(); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", cmd.CommandPath(), err)

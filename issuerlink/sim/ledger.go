@@ -53,7 +53,7 @@ type Ledger struct {
 	file      *ledgerFile
 	evicted   int
 	since     int
-	byRRN map[string]string // approved refunds and voids by kind, acquirer and RRN: their keys (see repeat)
+	byRRN     map[string]string // approved refunds and voids by kind, acquirer and RRN: their keys (see repeat)
 }
 
 func NewLedger(cards []Card) *Ledger {

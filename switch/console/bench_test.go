@@ -2,8 +2,8 @@ package console_test
 
 import (
 	"context"
-	"fmt"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"

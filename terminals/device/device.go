@@ -27,8 +27,8 @@ type Config struct {
 	SDK      string // application / SDK version sent in F59 A2 05
 	TMK      []byte
 	TLS      *tls.Config // nil = plain TCP
-	NMI      string // sign-on key layout: 001, 003 (default) or 004
-	TestMode bool   // header digit 5 = 1
+	NMI      string      // sign-on key layout: 001, 003 (default) or 004
+	TestMode bool        // header digit 5 = 1
 	Timeout  time.Duration
 	Operator string // operator code (F63.1) sent at sign-on and settlement; default "01"
 	// LocalAddr is the IP address to dial from ("" = the system's choice); tests use another
