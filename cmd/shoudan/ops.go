@@ -14,7 +14,9 @@ import (
 	posswitch "github.com/shoudan/shoudan/switch"
 	"github.com/shoudan/shoudan/switch/app"
 	"github.com/shoudan/shoudan/switch/journal"
+	"github.com/shoudan/shoudan/switch/journal/pginstance"
 	"github.com/shoudan/shoudan/switch/query"
+	"github.com/shoudan/shoudan/terminals"
 	"github.com/shoudan/shoudan/terminals/registrydb"
 	"github.com/spf13/cobra"
 )
@@ -22,11 +24,18 @@ import (
 // withJournal opens the journal of the config (adopting the private PostgreSQL of a running
 // switch, or starting it for the duration of the command).
 func withJournal(ctx context.Context, cfgPath string, f func(*journal.Journal) error) error {
-	c, _, err := loadConfig(cfgPath)
+	return withTool(ctx, cfgPath, app.OpenExistingJournal, func(_ *app.Config, _ *terminals.Registry, j *journal.Journal) error { return f(j) })
+}
+
+// withTool loads the config, opens its journal with open (app.OpenExistingJournal for tools that
+// only read an existing journal) and runs f; the private PostgreSQL it started is stopped after.
+func withTool(ctx context.Context, cfgPath string, open func(context.Context, *app.Config, *slog.Logger) (*journal.Journal, *pginstance.Instance, error),
+	f func(*app.Config, *terminals.Registry, *journal.Journal) error) error {
+	c, reg, err := loadConfig(cfgPath)
 	if err != nil {
 		return err
 	}
-	j, pg, err := app.OpenExistingJournal(ctx, c, slog.New(slog.DiscardHandler))
+	j, pg, err := open(ctx, c, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
@@ -36,7 +45,7 @@ func withJournal(ctx context.Context, cfgPath string, f func(*journal.Journal) e
 			_ = pg.Stop()
 		}
 	}()
-	return f(j)
+	return f(c, reg, j)
 }
 
 func explainCmd(cfgPath *string) *cobra.Command {

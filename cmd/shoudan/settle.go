@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shoudan/shoudan/switch/app"
+	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/switch/settlement"
 	"github.com/shoudan/shoudan/terminals"
 	"github.com/spf13/cobra"
@@ -19,23 +20,11 @@ import (
 
 // withSettler opens the journal of the config and runs f with a Settler over it.
 func withSettler(ctx context.Context, cfgPath string, f func(*app.Config, *settlement.Settler) error) error {
-	c, reg, err := loadConfig(cfgPath)
-	if err != nil {
-		return err
-	}
-	j, pg, err := app.OpenJournal(ctx, c, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return err
-	}
-	defer func() {
-		j.Close()
-		if pg != nil && !pg.Adopted() {
-			_ = pg.Stop()
-		}
-	}()
-	s := &settlement.Settler{DB: j.Pool, Config: c.Settlement, Registry: func() *terminals.Registry { return reg }, Now: time.Now,
-		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	return f(c, s)
+	return withTool(ctx, cfgPath, app.OpenJournal, func(c *app.Config, reg *terminals.Registry, j *journal.Journal) error {
+		s := &settlement.Settler{DB: j.Pool, Config: c.Settlement, Registry: func() *terminals.Registry { return reg }, Now: time.Now,
+			Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+		return f(c, s)
+	})
 }
 
 // settleDate reads --date (YYYY-MM-DD); empty = the newest settlement date whose cut-off has passed.

@@ -61,11 +61,7 @@ validated like 'config check': an invalid draft is refused with its line.`,
 			default:
 				return fmt.Errorf("--format: expected table, csv or json, found %q", format)
 			}
-			_, lreg, err := loadConfig(live)
-			if err != nil {
-				return fmt.Errorf("live config: %w", err)
-			}
-			return withJournal(cmd.Context(), live, func(j *journal.Journal) error {
+			return withTool(cmd.Context(), live, app.OpenExistingJournal, func(_ *app.Config, lreg *terminals.Registry, j *journal.Journal) error {
 				r, err := whatif.Run(cmd.Context(), j, lreg, dreg, o)
 				if err != nil {
 					return err
