@@ -570,16 +570,9 @@ type approval struct {
 // Approve sends an application: by a reviewer who did not apply for it; the acquirer checks
 // run again (the original may have been refunded meanwhile).
 func (s *Service) Approve(ctx context.Context, mid string, id int64, by Actor, note, totp string) (*Refund, error) {
-	r, err := s.Get(ctx, mid, id)
+	r, err := s.decidable(ctx, mid, id, by)
 	if err != nil {
 		return nil, err
-	}
-	if r.State != Applied {
-		return nil, fmt.Errorf("%w (it is %s)", ErrNotApplied, r.State)
-	}
-	if by.UserID != 0 && by.UserID == r.AppliedByID {
-		s.audit(ctx, r, "refund_decision_refused", "own application: "+by.Name)
-		return nil, ErrOwnApplication
 	}
 	set, err := s.Settings(ctx, r.MID)
 	if err != nil {
@@ -639,8 +632,9 @@ func (s *Service) Approve(ctx context.Context, mid string, id int64, by Actor, n
 	return s.accept(ctx, r, orig, dec, now, &approval{by: by, note: note})
 }
 
-// Reject closes an application: by a reviewer who did not apply for it.
-func (s *Service) Reject(ctx context.Context, mid string, id int64, by Actor, note string) (*Refund, error) {
+// decidable is the application a reviewer may decide: still applied, and not their own (a refusal
+// is audited).
+func (s *Service) decidable(ctx context.Context, mid string, id int64, by Actor) (*Refund, error) {
 	r, err := s.Get(ctx, mid, id)
 	if err != nil {
 		return nil, err
@@ -651,6 +645,15 @@ func (s *Service) Reject(ctx context.Context, mid string, id int64, by Actor, no
 	if by.UserID != 0 && by.UserID == r.AppliedByID {
 		s.audit(ctx, r, "refund_decision_refused", "own application: "+by.Name)
 		return nil, ErrOwnApplication
+	}
+	return r, nil
+}
+
+// Reject closes an application: by a reviewer who did not apply for it.
+func (s *Service) Reject(ctx context.Context, mid string, id int64, by Actor, note string) (*Refund, error) {
+	r, err := s.decidable(ctx, mid, id, by)
+	if err != nil {
+		return nil, err
 	}
 	var took bool
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
