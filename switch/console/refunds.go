@@ -161,13 +161,8 @@ func actor(u *backoffice.User) refunds.Actor { return refunds.Actor{Name: u.Logi
 
 // refundPost is the detail page's refund or void form.
 func (c *Console) refundPost(w http.ResponseWriter, r *http.Request, p *page) {
-	t, err := c.txnFor(r, p.User)
-	if err != nil {
-		c.fail(w, p, http.StatusServiceUnavailable, err.Error())
-		return
-	}
+	t := c.shownTxn(w, r, p)
 	if t == nil {
-		c.notFound(w, p)
 		return
 	}
 	if c.Refunds == nil || !mayRefund(p.User) {

@@ -347,16 +347,25 @@ type receiptData struct {
 	CardOrg   string
 }
 
-// receipt is the 签购单 reprint of an approved transaction: a printable page marked as a
-// reprint (重打印), with the masked card number only.
-func (c *Console) receipt(w http.ResponseWriter, r *http.Request, p *page) {
+// shownTxn is the transaction of the URL when the user may see it; otherwise it answers (404
+// outside the user's scope, 503 when the journal fails) and returns nil.
+func (c *Console) shownTxn(w http.ResponseWriter, r *http.Request, p *page) *journal.Txn {
 	t, err := c.txnFor(r, p.User)
 	if err != nil {
 		c.fail(w, p, http.StatusServiceUnavailable, err.Error())
-		return
+		return nil
 	}
 	if t == nil {
 		c.notFound(w, p)
+	}
+	return t
+}
+
+// receipt is the 签购单 reprint of an approved transaction: a printable page marked as a
+// reprint (重打印), with the masked card number only.
+func (c *Console) receipt(w http.ResponseWriter, r *http.Request, p *page) {
+	t := c.shownTxn(w, r, p)
+	if t == nil {
 		return
 	}
 	m := c.registry().Merchant(t.MID)
