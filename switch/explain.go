@@ -60,7 +60,7 @@ func Explain(t *journal.Txn) Explanation {
 	return e
 }
 
-// WithRoute adds the issuer route the transaction took (journal.RouteOf; nil: none recorded).
+// WithRoute adds the issuer route the transaction took (journal.Route; nil: none recorded).
 func (e Explanation) WithRoute(r *journal.Route) Explanation {
 	switch {
 	case r == nil:

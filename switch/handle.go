@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,11 @@ type Switch struct {
 	// only, so that QA can make a refund's original "on an earlier day" (admin /test-clock,
 	// `shoudan pos --days-ago`). Production transactions never see it.
 	TestClockOffset atomic.Int64
+	// lastVia is, per issuer route, the journal id of the endpoint that carried its last request:
+	// the write-ahead row names it, so that the outcome update, which names the endpoint that
+	// did carry it, changes nothing at the row's end in the usual case (PostgreSQL then logs
+	// only the changed middle of the row, not its sealed reversal).
+	lastVia sync.Map
 }
 
 // settleDate is the settlement date of a transaction at now, as a date in now's location.
@@ -387,6 +393,9 @@ func (s *Switch) financial(ctx context.Context, t *Txn) []byte {
 	rec.RRN, up.RRN = rrn, rrn
 	rec.UpTrace, rec.UpTime = up.Trace, up.Transmission
 	t.Route = s.routeOf(ctx, t, up)
+	if v, ok := s.lastVia.Load(t.Route); ok {
+		rec.Via = v.(int16)
+	}
 	if reversible {
 		rec.WentUpstream = true // from here on an unknown outcome is reversed
 		rec.Reversal = s.sealReversal(reversalOf(up), t.Route)
@@ -454,7 +463,12 @@ func (s *Switch) finish(ctx context.Context, t *Txn, state byte, code, rule, rea
 		o.IssuerCode = ans.RespCode
 	}
 	if t.Via != nil {
-		more = append(more, journal.RouteOp(t.Record.ID, journal.Route{Route: t.Via.Route, Endpoint: t.Via.Endpoint, Secondary: t.Via.Secondary}))
+		// the outcome matters more than its route: a route the journal cannot name (the
+		// database refused a new one) is journaled as none
+		if v, err := s.Journal.ViaID(ctx, journal.Route{Route: t.Via.Route, Endpoint: t.Via.Endpoint, Secondary: t.Via.Secondary}); err == nil {
+			o.Via = v
+			s.lastVia.Store(t.Via.Route, v)
+		}
 	}
 	if err := s.Journal.Finish(ctx, t.Record.ID, o, more...); err != nil {
 		s.Log.Error("outcome not journaled: answering 96", "id", t.Record.ID, "err", err)
@@ -550,7 +564,7 @@ func openReversal(v *journal.Vault, sealed []byte) (*SealedReversal, error) {
 // issuer that holds it), anything else by its card's BIN.
 func (s *Switch) routeOf(ctx context.Context, t *Txn, up *upstream.Message) string {
 	if t.Orig != nil {
-		if r, err := s.Journal.RouteOf(ctx, t.Orig.ID); err == nil && r != nil && s.Link.HasRoute(r.Route) {
+		if r, err := s.Journal.Route(ctx, t.Orig); err == nil && r != nil && s.Link.HasRoute(r.Route) {
 			return r.Route
 		}
 	}

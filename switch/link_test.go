@@ -161,7 +161,7 @@ func TestFailover(t *testing.T) {
 	// the journal says which endpoint carried each purchase
 	var viaSecondary, viaPrimary int
 	require.NoError(t, s.Journal.Pool.QueryRow(t.Context(), `SELECT count(*) FILTER (WHERE secondary), count(*) FILTER (WHERE NOT secondary AND endpoint <> '')
-		FROM txn_route WHERE route='default'`).Scan(&viaSecondary, &viaPrimary))
+		FROM txn JOIN issuer_via v ON v.id = txn.via WHERE route='default'`).Scan(&viaSecondary, &viaPrimary))
 	assert.InDelta(t, secondary.Received()["0200"], viaSecondary, 20, "purchases journaled as carried by the secondary")
 	assert.Greater(t, viaPrimary, 400)
 	eventually(t, 20*time.Second, "reversals delivered", func() bool { return safDepth(t, s) == 0 })

@@ -49,24 +49,31 @@ func withTool(ctx context.Context, cfgPath string, open func(context.Context, *a
 }
 
 func explainCmd(cfgPath *string) *cobra.Command {
-	var tid, stan, mid string
+	var tid, stan, mid, from, to string
 	c := &cobra.Command{
 		Use:   "explain [RRN]",
 		Short: "Explain a journaled transaction: what it was, the checks it passed and the rule that gave its code",
-		Long:  "Find a transaction by RRN, or by --tid and --stan (newest first), and explain its decision in words.",
-		Args:  cobra.MaximumNArgs(1),
+		Long: fmt.Sprintf(`Find a transaction by RRN, or by --tid and --stan (newest first), and explain its decision in words.
+An RRN is looked for from today back %d days (newest first), or over the days --from and --to give.`, journal.RRNLookback),
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			days, err := rrnDays(from, to)
+			if err != nil {
+				return err
+			}
 			return withJournal(cmd.Context(), *cfgPath, func(j *journal.Journal) error {
 				var ts []*journal.Txn
 				switch {
 				case len(args) == 1:
-					t, err := j.ByRRN(cmd.Context(), args[0])
+					t, err := j.ByRRNBetween(cmd.Context(), args[0], days[0], days[1])
 					if err != nil {
 						return err
 					}
-					if t != nil {
-						ts = append(ts, t)
+					if t == nil {
+						return fmt.Errorf("no transaction with RRN %s journaled from %s to %s (give --from and --to to look at other days)",
+							args[0], days[0].Format("2006-01-02"), days[1].Format("2006-01-02"))
 					}
+					ts = append(ts, t)
 				case tid != "" && stan != "":
 					p, err := query.List(cmd.Context(), j, query.Filter{TID: tid, MID: mid, STAN: stan, Limit: 5})
 					if err != nil {
@@ -80,7 +87,7 @@ func explainCmd(cfgPath *string) *cobra.Command {
 					return fmt.Errorf("no such transaction in the journal (a request declined before authentication, 30/97/77/A0, is not journaled: see shoudan rejects --tid %s)", orAny(tid))
 				}
 				for _, t := range ts {
-					r, err := j.RouteOf(cmd.Context(), t.ID)
+					r, err := j.Route(cmd.Context(), t)
 					if err != nil {
 						return err
 					}
@@ -93,7 +100,32 @@ func explainCmd(cfgPath *string) *cobra.Command {
 	c.Flags().StringVar(&tid, "tid", "", "terminal ID")
 	c.Flags().StringVar(&mid, "mid", "", "merchant ID (optional with --tid)")
 	c.Flags().StringVar(&stan, "stan", "", "terminal trace number (F11)")
+	c.Flags().StringVar(&from, "from", "", fmt.Sprintf("with an RRN: the first local day YYYY-MM-DD to look at (default: %d days before --to)", journal.RRNLookback))
+	c.Flags().StringVar(&to, "to", "", "with an RRN: the last local day YYYY-MM-DD to look at (default: today)")
 	return c
+}
+
+// rrnDays are the local days an RRN is looked for on: --from to --to, by default today and the
+// journal.RRNLookback days before it.
+func rrnDays(from, to string) ([2]time.Time, error) {
+	days := [2]time.Time{{}, time.Now()}
+	for i, d := range []struct{ flag, v string }{{"--from", from}, {"--to", to}} {
+		if d.v == "" {
+			continue
+		}
+		t, err := time.ParseInLocation("2006-01-02", d.v, time.Local)
+		if err != nil {
+			return days, fmt.Errorf("%s: expected a day YYYY-MM-DD, found %q", d.flag, d.v)
+		}
+		days[i] = t
+	}
+	if from == "" {
+		days[0] = days[1].AddDate(0, 0, -journal.RRNLookback)
+	}
+	if days[0].After(days[1]) {
+		return days, fmt.Errorf("--from %s is after --to %s", days[0].Format("2006-01-02"), days[1].Format("2006-01-02"))
+	}
+	return days, nil
 }
 
 func txnCmd(cfgPath *string) *cobra.Command {

@@ -265,6 +265,13 @@ func TestFirstHour(t *testing.T) {
 		o, code = run("explain", m[1])
 		require.Equal(t, 0, code, o)
 		assert.Regexp(t, `issuer route default, via its primary endpoint 127\.0\.0\.1:\d+`, o, "explain names the issuer route taken")
+		// an RRN carries no date: other days are looked at only when asked for
+		o, code = run("explain", m[1], "--from", "2020-01-01", "--to", "2020-01-31")
+		assert.NotEqual(t, 0, code)
+		assert.Contains(t, o, "no transaction with RRN "+m[1]+" journaled from 2020-01-01 to 2020-01-31", o)
+		o, code = run("explain", m[1], "--from", time.Now().AddDate(0, 0, -1).Format("2006-01-02"))
+		require.Equal(t, 0, code, o)
+		assert.Contains(t, o, "issuer route default")
 	}
 	for _, bad := range []string{"12.345", "1e2", "0", "-5"} {
 		o, code = run("pos", "purchase", "--amount", bad)

@@ -39,6 +39,7 @@ type Journal struct {
 	states stateCache
 	floor  floor
 	parts  partitions
+	vias   vias            // issuer_via, cached
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 	// floorDone is closed when the floor writer (Serve) has written its last value

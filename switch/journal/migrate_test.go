@@ -17,7 +17,8 @@ func TestMain(m *testing.M) { switchtest.Main(m) }
 // TestUpgradeKeepsData: a journal written by the schema before issue 13 (one unpartitioned txn
 // table, jsonb responses, names of checks, 32-byte hashes) is moved into daily partitions on
 // upgrade: every row is kept under an id that names its day, references (orig_id, saf.txn_id)
-// follow, the checks and the balance survive, the old sealed reversal can still be armed.
+// follow, the checks and the balance survive, the old sealed reversal can still be armed, and
+// the issuer route of a transaction (txn_route, issue 12) is kept on the transaction itself.
 func TestUpgradeKeepsData(t *testing.T) {
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, switchtest.Database(t))
@@ -39,6 +40,9 @@ func TestUpgradeKeepsData(t *testing.T) {
 	require.NoError(t, err)
 	_, err = pool.Exec(ctx, `INSERT INTO journal_floor (node, floor) VALUES ('old', 1)`)
 	require.NoError(t, err)
+	// the route the purchase took, in the table of issue 12 (one row per transaction)
+	_, err = pool.Exec(ctx, `INSERT INTO txn_route (txn_id, route, endpoint, secondary) SELECT id, 'bank-b', '10.1.0.2:7000', true FROM txn WHERE stan='000007'`)
+	require.NoError(t, err)
 
 	require.NoError(t, journal.Migrate(ctx, pool))
 
@@ -47,7 +51,8 @@ func TestUpgradeKeepsData(t *testing.T) {
 	j, err := journal.Open(ctx, pool.Config().ConnString(), vault)
 	require.NoError(t, err)
 	defer j.Close()
-	p, err := j.ByRRN(ctx, "000000001000")
+	march4, march5 := time.Date(2026, 3, 4, 0, 0, 0, 0, time.Local), time.Date(2026, 3, 5, 0, 0, 0, 0, time.Local)
+	p, err := j.ByRRNBetween(ctx, "000000001000", march4, march5)
 	require.NoError(t, err)
 	require.NotNil(t, p)
 	assert.Equal(t, "2026-03-04", journal.DayOf(p.ID).Format("2006-01-02"), "the id names the day")
@@ -58,7 +63,13 @@ func TestUpgradeKeepsData(t *testing.T) {
 	byID, err := j.ByID(ctx, p.ID)
 	require.NoError(t, err)
 	require.NotNil(t, byID)
-	r, err := j.ByRRN(ctx, "000000001001")
+	route, err := j.RouteOf(ctx, p.ID)
+	require.NoError(t, err)
+	assert.Equal(t, &journal.Route{Route: "bank-b", Endpoint: "10.1.0.2:7000", Secondary: true}, route, "the route moved onto the transaction")
+	var routeTable bool
+	require.NoError(t, pool.QueryRow(ctx, "SELECT to_regclass('txn_route') IS NOT NULL").Scan(&routeTable))
+	assert.False(t, routeTable, "no table with a row per transaction is left")
+	r, err := j.ByRRNBetween(ctx, "000000001001", march4, march5)
 	require.NoError(t, err)
 	require.NotNil(t, r.OrigID)
 	assert.Equal(t, p.ID, *r.OrigID)

@@ -216,12 +216,6 @@ func (j *Journal) ApplyRetention(ctx context.Context, today time.Time, days int,
 		}
 		files = append(files, f)
 	}
-	if len(files) > 0 {
-		// the routes of archived transactions (ids carry their day: a key range)
-		if _, err := j.Pool.Exec(ctx, "DELETE FROM txn_route WHERE txn_id < $1", dayBase(cutoff)); err != nil {
-			return files, fmt.Errorf("routes of archived days: %w", err)
-		}
-	}
 	return files, nil
 }
 
@@ -241,7 +235,10 @@ func (j *Journal) archivePartition(ctx context.Context, p Partition, dir string)
 	if _, err := os.Stat(path); err == nil {
 		path = filepath.Join(dir, fmt.Sprintf("txn_%s.%d.csv.gz", p.Day.Format("2006-01-02"), time.Now().Unix()))
 	}
-	if err := j.copyOut(ctx, p.Name, path); err != nil {
+	// the route of each transaction in words as well (via names a row of issuer_via), so that
+	// the file reads on its own and restores into any journal
+	if err := j.copyOut(ctx, "SELECT t.*, v.route AS via_route, v.endpoint AS via_endpoint, v.secondary AS via_secondary FROM "+p.Name+
+		" t LEFT JOIN issuer_via v ON v.id = t.via ORDER BY t.id", path); err != nil {
 		return "", err
 	}
 	if _, err := j.Pool.Exec(ctx, "DROP TABLE "+p.Name); err != nil {
@@ -250,9 +247,9 @@ func (j *Journal) archivePartition(ctx context.Context, p Partition, dir string)
 	return path, nil
 }
 
-// copyOut writes a table as gzip'd CSV with a header, durably (written to a temporary file,
-// synced, renamed).
-func (j *Journal) copyOut(ctx context.Context, table, path string) error {
+// copyOut writes what query selects as gzip'd CSV with a header, durably (written to a
+// temporary file, synced, renamed).
+func (j *Journal) copyOut(ctx context.Context, query, path string) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
 	if err != nil {
@@ -265,7 +262,7 @@ func (j *Journal) copyOut(ctx context.Context, table, path string) error {
 		f.Close()
 		return err
 	}
-	_, err = conn.Conn().PgConn().CopyTo(ctx, zw, "COPY (SELECT * FROM "+table+" ORDER BY id) TO STDOUT (FORMAT csv, HEADER)")
+	_, err = conn.Conn().PgConn().CopyTo(ctx, zw, "COPY ("+query+") TO STDOUT (FORMAT csv, HEADER)")
 	conn.Release()
 	if err == nil {
 		err = zw.Close()
@@ -333,6 +330,11 @@ func (j *Journal) Restore(ctx context.Context, path string, keep int) (time.Time
 			casts = append(casts, fmt.Sprintf("%s::%s", c, t))
 		}
 	}
+	// an archive that names its routes gets this journal's ids for them
+	named := slices.Contains(header, "via_route") && slices.Contains(header, "via_endpoint") && slices.Contains(header, "via_secondary")
+	if i := slices.Index(common, "via"); i >= 0 && named {
+		casts[i] = "(SELECT v.id FROM issuer_via v WHERE v.route = via_route AND v.endpoint = coalesce(via_endpoint, '') AND v.secondary = via_secondary::boolean)"
+	}
 	for _, need := range []string{"id", "local_day"} {
 		if _, ok := types[need]; !ok || !slices.Contains(common, need) {
 			return time.Time{}, 0, fmt.Errorf("%s: expected a journal archive with columns id and local_day, found %s", path, strings.Join(header, ","))
@@ -362,14 +364,17 @@ func (j *Journal) Restore(ctx context.Context, path string, keep int) (time.Time
 	if exists {
 		return time.Time{}, 0, fmt.Errorf("%s: the journal already has a partition for %s (%s)", path, day.Format("2006-01-02"), name)
 	}
-	stmts := []string{
-		"SET LOCAL lock_timeout = '10s'",
-		"CREATE TABLE " + name + " (LIKE txn INCLUDING DEFAULTS) WITH (fillfactor = 100)",
-		"INSERT INTO " + name + " (" + strings.Join(common, ", ") + ") SELECT " + strings.Join(casts, ", ") + " FROM txn_restore",
+	stmts := []string{"SET LOCAL lock_timeout = '10s'"}
+	if named {
+		stmts = append(stmts, `INSERT INTO issuer_via (route, endpoint, secondary) SELECT DISTINCT via_route, coalesce(via_endpoint, ''), via_secondary::boolean
+			FROM txn_restore WHERE via_route IS NOT NULL ON CONFLICT DO NOTHING`)
+	}
+	stmts = append(stmts,
+		"CREATE TABLE "+name+" (LIKE txn INCLUDING DEFAULTS) WITH (fillfactor = 100)",
+		"INSERT INTO "+name+" ("+strings.Join(common, ", ")+") SELECT "+strings.Join(casts, ", ")+" FROM txn_restore",
 		fmt.Sprintf("ALTER TABLE txn ATTACH PARTITION %s FOR VALUES FROM ('%s') TO ('%s')", name, day.Format("2006-01-02"), day.AddDate(0, 0, 1).Format("2006-01-02")),
 		fmt.Sprintf("COMMENT ON TABLE %s IS 'restored from %s on %s; keep until %s'", name, strings.ReplaceAll(filepath.Base(path), "'", ""),
-			time.Now().Format("2006-01-02"), time.Now().AddDate(0, 0, keep).Format("2006-01-02")),
-	}
+			time.Now().Format("2006-01-02"), time.Now().AddDate(0, 0, keep).Format("2006-01-02")))
 	for _, s := range stmts {
 		if _, err := tx.Exec(ctx, s); err != nil {
 			return time.Time{}, 0, fmt.Errorf("restore %s: %v", name, err)

@@ -58,6 +58,9 @@ type Txn struct {
 	Operator     string // F63.1 operator code (the request's, else the terminal's sign-on operator)
 	IssuerMicros int64  // the issuer's round trip (0: none)
 	Inputs       Inputs // what the config-reading acquirer checks read (for what-if)
+	// Via names the issuer route the transaction took (Journal.Route resolves it; 0: none).
+	// Insert writes it as given: the route expected to carry it, which the outcome confirms.
+	Via int16
 	// Reversal is the sealed upstream 0420 that would undo the request, written with the
 	// write-ahead record (never read back into Txn: only arming a reversal copies it to saf).
 	Reversal []byte
@@ -76,7 +79,7 @@ type Inputs struct {
 const txnColumns = `id, created_at, local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount,
 	entry_mode, type_code, pan_masked, pan_hash, card_org, mcc, rrn, auth_code, resp_code, issuer_code, up_trace, up_time, state,
 	went_upstream, rule, reason, req_hash, coalesce(balance, ''), orig_id, refunded, checks, coalesce(issuer_us, 0), operator,
-	req_mcc, has_pin, dev_serial, dev_sdk, dev_check`
+	req_mcc, has_pin, dev_serial, dev_sdk, dev_check, coalesce(via, 0)`
 
 // TxnColumns is the column list ScanTxn reads, for queries over txn outside this package
 // (package switch/query).
@@ -92,7 +95,7 @@ func scanTxn(row pgx.Row) (*Txn, error) {
 	err := row.Scan(&t.ID, &t.CreatedAt, &t.LocalDay, &t.SettleDate, &t.Env, &t.MID, &t.TID, &t.Batch, &t.STAN, &t.MTI, &t.Kind,
 		&t.ProcCode, &t.Amount, &t.EntryMode, &t.Type, &t.PANMasked, &t.PANHash, &t.CardOrg, &t.MCC, &t.RRN, &t.AuthCode,
 		&t.RespCode, &t.IssuerCode, &t.UpTrace, &t.UpTime, &state, &t.WentUpstream, &t.Rule, &t.Reason, &t.ReqHash, &t.Balance, &t.OrigID, &t.Refunded, &checks, &t.IssuerMicros, &t.Operator,
-		&t.Inputs.ReqMCC, &t.Inputs.HasPIN, &t.Inputs.DevSerial, &t.Inputs.DevSDK, &t.Inputs.DevCheck)
+		&t.Inputs.ReqMCC, &t.Inputs.HasPIN, &t.Inputs.DevSerial, &t.Inputs.DevSDK, &t.Inputs.DevCheck, &t.Via)
 	if err != nil {
 		return nil, err
 	}
@@ -139,15 +142,15 @@ func queueInsert(b *pgx.Batch, t *Txn, inserted *bool) {
 	}
 	b.Queue(`INSERT INTO txn (id, local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount, entry_mode,
 		type_code, pan_masked, pan_hash, card_org, mcc, auth_code, resp_code, issuer_code, state, went_upstream, rule, reason,
-		req_hash, orig_id, checks, rrn, up_trace, up_time, reversal, operator, req_mcc, has_pin, dev_serial, dev_sdk, dev_check, created_at)
+		req_hash, orig_id, checks, rrn, up_trace, up_time, reversal, operator, req_mcc, has_pin, dev_serial, dev_sdk, dev_check, via, created_at)
 		VALUES (txn_id_base($1) + nextval('txn_id_seq'), $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31,$32,
-		$33,$34,$35,$36,$37, coalesce($38, now()))
+		$33,$34,$35,$36,$37,$38, coalesce($39, now()))
 		ON CONFLICT (mid, tid, batch, stan, mti, local_day) DO NOTHING
 		RETURNING id, created_at`,
 		t.LocalDay, t.SettleDate, t.Env, t.MID, t.TID, t.Batch, t.STAN, t.MTI, t.Kind, t.ProcCode, t.Amount, t.EntryMode,
 		t.Type, t.PANMasked, t.PANHash, t.CardOrg, t.MCC, t.AuthCode, t.RespCode, t.IssuerCode, string(t.State), t.WentUpstream,
 		t.Rule, t.Reason, t.ReqHash, t.OrigID, TraceChecks(t.Trace), t.RRN, t.UpTrace, t.UpTime, t.Reversal, t.Operator,
-		t.Inputs.ReqMCC, t.Inputs.HasPIN, t.Inputs.DevSerial, t.Inputs.DevSDK, t.Inputs.DevCheck, created,
+		t.Inputs.ReqMCC, t.Inputs.HasPIN, t.Inputs.DevSerial, t.Inputs.DevSDK, t.Inputs.DevCheck, nullVia(t.Via), created,
 	).QueryRow(func(row pgx.Row) error {
 		err := row.Scan(&t.ID, &t.CreatedAt)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -189,6 +192,13 @@ func nullInt(n int64) any {
 	return n
 }
 
+func nullVia(v int16) any {
+	if v == 0 {
+		return nil
+	}
+	return v
+}
+
 func nullStr(v string) any {
 	if v == "" {
 		return nil
@@ -209,6 +219,8 @@ type Outcome struct {
 	KeepReversal bool
 	IssuerMicros int64  // the issuer's round trip, when it went upstream
 	Balance      string // F54 of an approved balance inquiry
+	// Via is the issuer route that carried the request (Journal.ViaID; 0: none).
+	Via int16
 }
 
 // Finish records a transaction's outcome, together with the extra statements (original marked
@@ -231,9 +243,9 @@ func (j *Journal) Finish(ctx context.Context, id int64, o Outcome, more ...func(
 func FinishOp(id int64, o Outcome) func(*pgx.Batch) {
 	return func(b *pgx.Batch) {
 		b.Queue(`UPDATE `+PartitionOf(id)+` SET state=$2, resp_code=$3, issuer_code=$4, auth_code=$5, rule=$6, reason=$7,
-			went_upstream=$8, balance=$9, reversal = CASE WHEN $10 THEN reversal END, issuer_us = $11, updated_at=now() WHERE id=$1`,
+			went_upstream=$8, balance=$9, reversal = CASE WHEN $10 THEN reversal END, issuer_us = $11, via = $12, updated_at=now() WHERE id=$1`,
 			id, string(o.State), o.RespCode, o.IssuerCode, o.AuthCode, o.Rule, o.Reason, o.WentUpstream, nullStr(o.Balance), o.KeepReversal,
-			nullInt(o.IssuerMicros))
+			nullInt(o.IssuerMicros), nullVia(o.Via))
 	}
 }
 
@@ -276,9 +288,29 @@ func (j *Journal) ByID(ctx context.Context, id int64) (*Txn, error) {
 	return j.one(ctx, "id=$1 AND local_day=$2", id, DayOf(id))
 }
 
-// ByRRN finds a transaction by RRN (every partition: an operator's question, not a hot path).
+// RRNLookback is how many days before today ByRRN looks. An RRN carries no date, and a query
+// over every daily partition would read (and lock) a year of them.
+const RRNLookback = 31
+
+// ByRRN finds the newest transaction with this RRN journaled today (or tomorrow, for a business
+// clock ahead) or in the RRNLookback days before: ByRRNBetween over those days.
 func (j *Journal) ByRRN(ctx context.Context, rrn string) (*Txn, error) {
-	return j.one(ctx, "rrn=$1 ORDER BY id DESC LIMIT 1", rrn)
+	today := time.Now()
+	return j.ByRRNBetween(ctx, rrn, today.AddDate(0, 0, -RRNLookback), today.AddDate(0, 0, 1))
+}
+
+// ByRRNBetween finds the newest transaction with this RRN whose local day is from to to
+// (inclusive): newest day first, one index probe in each day's partition, stopping at the
+// first day that has it.
+func (j *Journal) ByRRNBetween(ctx context.Context, rrn string, from, to time.Time) (*Txn, error) {
+	first := dayNumber(from)
+	for d := to; dayNumber(d) >= first; d = d.AddDate(0, 0, -1) {
+		t, err := j.one(ctx, "rrn=$1 AND local_day=$2 ORDER BY id DESC LIMIT 1", rrn, d)
+		if t != nil || err != nil {
+			return t, err
+		}
+	}
+	return nil, nil
 }
 
 // Original finds the financial request (0200 purchase or void) a void refers to: same MID and
