@@ -188,7 +188,8 @@ func issuerCmd() *cobra.Command {
 section: listen, control, zone_key (32 or 48 hex digits, like the switch's), cards (pan, pin,
 expiry, status, balance in yuan), limits (institution, mcc, merchant), faults, and ledger_dir,
 retention, max_auths for its books, which survive a restart (default: issuer-ledger next to
-CONFIG). docs/issuer.md describes every key, the answers and the control endpoint.`,
+CONFIG), and tls (cert, key, client_ca: a TLS listener, mutual with client_ca; files reloaded
+live). docs/issuer.md describes every key, the answers and the control endpoint.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := sim.LoadConfig(args[0])
@@ -203,10 +204,19 @@ CONFIG). docs/issuer.md describes every key, the answers and the control endpoin
 				return err
 			}
 			srv := sim.NewServer(is, c.Faults, logger())
+			if err := srv.UseTLS(c.TLS); err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
 			if err := srv.Start(c.Listen, c.Control); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "simulated issuer on %s, control http://%s\n", srv.Addr, srv.Ctl)
+			mode := ""
+			if c.TLS.ClientCA != "" {
+				mode = " (mutual TLS)"
+			} else if c.TLS.Cert != "" {
+				mode = " (TLS)"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "simulated issuer on %s%s, control http://%s\n", srv.Addr, mode, srv.Ctl)
 			ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()
 			<-ctx.Done()

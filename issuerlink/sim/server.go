@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -63,6 +64,17 @@ type Config struct {
 	LedgerDir string        `yaml:"ledger_dir"`
 	Retention time.Duration `yaml:"retention"`
 	MaxAuths  int           `yaml:"max_auths"`
+	// TLS makes the ISO 8583 listener speak TLS (`shoudan issuer FILE`; the switch's in-process
+	// simulator stays plain TCP on loopback).
+	TLS TLSFiles `yaml:"tls"`
+}
+
+// TLSFiles are the simulator listener's TLS files (PEM), reloaded when they change.
+type TLSFiles struct {
+	Cert string `yaml:"cert"` // the issuer's certificate chain
+	Key  string `yaml:"key"`  // its private key
+	// ClientCA: mutual TLS, every client (the switch) presents a certificate this bundle signed.
+	ClientCA string `yaml:"client_ca"`
 }
 
 // LoadConfig reads and checks a simulator config file.
@@ -135,6 +147,26 @@ type Server struct {
 	Ctl    string
 	// Received counts requests by MTI (for tests and the control endpoint).
 	received sync.Map
+	tls      *tls.Config // nil: plain TCP
+	tlsFiles *netserve.Reloader
+}
+
+// UseTLS makes the ISO 8583 listener speak TLS 1.2+ with f's files, mutual when f.ClientCA is set
+// (a client without a certificate of that CA is refused at the handshake). The files are
+// reloaded when they change. Call it before Start; empty files: plain TCP.
+func (s *Server) UseTLS(f TLSFiles) error {
+	if f == (TLSFiles{}) {
+		return nil
+	}
+	if f.Cert == "" || f.Key == "" {
+		return fmt.Errorf("tls: expected cert and key (the issuer's certificate and its key), found cert %q key %q", f.Cert, f.Key)
+	}
+	r, err := netserve.NewServerTLS(netserve.TLSFiles{Cert: f.Cert, Key: f.Key, ClientCA: f.ClientCA}, s.Log)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	s.tlsFiles, s.tls = r, r.Server()
+	return nil
 }
 
 // NewServer wraps an issuer with faults.
@@ -196,12 +228,23 @@ func writeJSON(w http.ResponseWriter, v any) {
 // serve reads requests until the connection ends; each is handled on its own goroutine (so that
 // latency faults delay only their own answer), answers are written whole, one at a time, each
 // with a write deadline.
-func (s *Server) serve(nc net.Conn) {
-	s.conns.Store(nc, struct{}{})
+func (s *Server) serve(raw net.Conn) {
+	s.conns.Store(raw, struct{}{})
 	defer func() {
-		s.conns.Delete(nc)
-		nc.Close()
+		s.conns.Delete(raw)
+		raw.Close()
 	}()
+	nc := raw
+	if s.tls != nil {
+		tc := tls.Server(raw, s.tls)
+		_ = raw.SetDeadline(time.Now().Add(10 * time.Second)) // a client that never finishes is dropped
+		if err := tc.Handshake(); err != nil {
+			s.Log.Warn("simulated issuer: TLS handshake failed, connection closed", "remote", raw.RemoteAddr().String(), "err", err.Error())
+			return
+		}
+		_ = raw.SetDeadline(time.Time{})
+		nc = tc
+	}
 	w := &writer{conn: netserve.WriteDeadline(nc, 5*time.Second)}
 	r := bufio.NewReaderSize(nc, 4096)
 	for {
@@ -299,6 +342,9 @@ func (s *Server) Close(ctx context.Context) {
 		s.http.Shutdown(ctx)
 	}
 	s.conns.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
+	if s.tlsFiles != nil {
+		s.tlsFiles.Close()
+	}
 	if err := s.Issuer.Ledger.Close(); err != nil && s.Log != nil {
 		s.Log.Warn("simulated issuer: ledger not saved", "err", err.Error())
 	}
