@@ -3,7 +3,6 @@ package issuerlink
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -52,16 +51,14 @@ type call struct {
 func dialConn(ctx context.Context, ep *Endpoint) (*conn, error) {
 	l := ep.link
 	d := net.Dialer{Timeout: l.cfg.ConnectTimeout, KeepAlive: 15 * time.Second}
-	var nc net.Conn
-	var err error
-	if l.cfg.TLS != nil {
-		td := tls.Dialer{NetDialer: &d, Config: l.cfg.TLS}
-		nc, err = td.DialContext(ctx, "tcp", ep.Addr)
-	} else {
-		nc, err = d.DialContext(ctx, "tcp", ep.Addr)
-	}
+	nc, err := d.DialContext(ctx, "tcp", ep.Addr)
 	if err != nil {
 		return nil, err
+	}
+	if l.cfg.TLS != nil {
+		if nc, err = handshake(ctx, nc, l.cfg.TLS(), ep.Addr); err != nil {
+			return nil, err
+		}
 	}
 	c := &conn{ep: ep, nc: nc, wmu: make(chan struct{}, 1), done: make(chan struct{}), pending: map[string]*call{}}
 	c.lastRead.Store(time.Now().UnixNano())
@@ -174,7 +171,7 @@ func (c *conn) exchange(k string, frame []byte, deadline time.Time) (resp *upstr
 			return resp, false, nil
 		default:
 		}
-		return nil, false, fmt.Errorf("connection lost while waiting: %v", c.err)
+		return nil, false, fmt.Errorf("connection lost while waiting: %w", c.err)
 	}
 }
 
@@ -288,9 +285,12 @@ func (c *conn) inbound(m *upstream.Message) {
 	}
 }
 
+// errClosedByIssuer: the issuer ended the stream (EOF).
+var errClosedByIssuer = errors.New("the issuer closed the connection")
+
 func readErr(err error) error {
 	if errors.Is(err, io.EOF) {
-		return errors.New("the issuer closed the connection")
+		return errClosedByIssuer
 	}
 	return fmt.Errorf("read: %w", err)
 }

@@ -2,6 +2,7 @@ package issuerlink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -95,6 +96,7 @@ func (e *Endpoint) keep(i int) {
 		}
 		c, err := e.connect()
 		if err != nil {
+			err = explainConnect(err, l.cfg.TLS != nil, l.cfg.ConnectTimeout)
 			fails++
 			e.failures.Add(1)
 			if fails == 2 || fails%20 == 0 {
@@ -146,6 +148,9 @@ func (e *Endpoint) connect() (*conn, error) {
 	}
 	resp, _, err := c.roundTrip(l.management("0800", "0001"), time.Now().Add(l.cfg.Timeout))
 	if err != nil {
+		if c.closed() && c.err != nil && !errors.Is(err, c.err) {
+			err = fmt.Errorf("%w: %w", err, c.err) // why it closed (a TLS alert, a reset)
+		}
 		c.close(err)
 		return nil, fmt.Errorf("sign-on: %w", err)
 	}

@@ -60,9 +60,10 @@ type Config struct {
 	Echo           time.Duration // echo (0820) after this long without traffic [30s; <0 off]
 	MinBackoff     time.Duration // after the 2nd failed connection attempt in a row [100ms]
 	MaxBackoff     time.Duration // ceiling of the exponential backoff [5s]
-	// TLS, when set, dials every endpoint with it (mutual TLS when it carries a certificate);
-	// nil is plain TCP.
-	TLS *tls.Config
+	// TLS, when set, is called for every dial and the endpoint is dialed with the config it
+	// returns (mutual TLS when it carries a certificate), so renewed certificates take effect at
+	// the next connection; nil is plain TCP. The handshake is part of the dial (ConnectTimeout).
+	TLS func() *tls.Config
 	Log *slog.Logger
 	// Late hears of answers that arrive after their request timed out; they are never honoured
 	// (the timed-out transaction is reversed).

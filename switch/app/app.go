@@ -234,7 +234,12 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 		simAddr = a.Sim.Addr
 	}
 	lc := c.LinkConfig(simAddr)
-	lc.Log, lc.TLS = log, c.IssuerTLS
+	lc.Log = log
+	var stopTLS func()
+	if lc.TLS, stopTLS, err = c.linkTLS(log); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, stopTLS)
 	if a.Link, err = issuerlink.New(lc); err != nil {
 		return nil, err
 	}
@@ -657,6 +662,7 @@ func restartKeys(old, c *Config) []string {
 	show("issuer.timeout", old.Issuer.Timeout, c.Issuer.Timeout, true)
 	show("issuer routing (routes, bins, default_route, conns, echo_interval)", fmt.Sprint(old.LinkConfig("")), fmt.Sprint(c.LinkConfig("")), false)
 	show("shutdown.drain", old.Shutdown.Drain, c.Shutdown.Drain, true)
+	show("issuer.tls (mode, files, server_name; the files' contents reload live)", old.Issuer.TLS, c.Issuer.TLS, true)
 	// issuer.zone_key applies live (a ZPK rotation: checkKeys)
 	show("hsm", old.HSM, c.HSM, false)
 	show("merchant_api", old.MerchantAPI, c.MerchantAPI, true)

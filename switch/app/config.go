@@ -2,7 +2,6 @@ package app
 
 import (
 	"bytes"
-	"crypto/tls"
 	_ "embed"
 	"fmt"
 	"net"
@@ -90,6 +89,8 @@ type Config struct {
 		ZoneKey string        `yaml:"zone_key"`
 		Conns   int           `yaml:"conns"`         // connections per issuer endpoint [4]
 		Echo    time.Duration `yaml:"echo_interval"` // echo an idle connection this often [30s]
+		// TLS dials every issuer endpoint over TLS (checked with its lines in issuer_config.go).
+		TLS IssuerTLS `yaml:"-"`
 		// Routes, BINs and DefaultRoute are read with their lines (issuer_config.go).
 		Routes       []IssuerRoute     `yaml:"-"`
 		BINs         map[string]string `yaml:"-"`
@@ -141,8 +142,6 @@ type Config struct {
 
 	// Path is the file it was read from ("" for the built-in demo).
 	Path string `yaml:"-"`
-	// IssuerTLS, when set, dials the issuer endpoints over TLS (nil: plain TCP).
-	IssuerTLS *tls.Config `yaml:"-"`
 }
 
 // TLSFiles are a certificate chain and its key (PEM files), reloaded when they change.

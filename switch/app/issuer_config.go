@@ -1,13 +1,16 @@
 package app
 
 import (
+	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"regexp"
 	"strconv"
 	"time"
 
 	"github.com/shoudan/shoudan/issuerlink"
+	"github.com/shoudan/shoudan/switch/netserve"
 	"github.com/shoudan/shoudan/terminals"
 	"gopkg.in/yaml.v3"
 )
@@ -18,6 +21,90 @@ type IssuerRoute struct {
 	Primary     string `yaml:"primary"`
 	Secondary   string `yaml:"secondary"`
 	Institution string `yaml:"institution"`
+}
+
+// IssuerTLS is issuer.tls: TLS on every connection the link dials, to every endpoint of every
+// route. The files are reloaded when they change; each new connection takes the current ones.
+type IssuerTLS struct {
+	Mode string `yaml:"mode"` // off (default), tls, or mutual (the switch presents cert)
+	Cert string `yaml:"cert"` // mutual: the switch's client certificate chain (PEM)
+	Key  string `yaml:"key"`  // mutual: its private key (PEM)
+	// CA is the bundle the issuer's certificate must chain to ("" = the system's roots).
+	CA string `yaml:"ca"`
+	// ServerName is the name the issuer's certificate must carry ("" = each endpoint's host).
+	ServerName string `yaml:"server_name"`
+}
+
+// On reports whether the link dials with TLS.
+func (t IssuerTLS) On() bool { return t.Mode == "tls" || t.Mode == "mutual" }
+
+// checkTLS reads and checks issuer.tls (a child of iss) and refuses issuer.sim.tls: the in-process
+// simulator is reached over loopback inside the same process, where TLS protects nothing.
+func (c *Config) checkTLS(iss *yaml.Node) error {
+	bad := func(l int, key, why string) error { return &terminals.ConfigError{Line: l, Key: key, Reason: why} }
+	if s := child(iss, "sim"); s != nil && child(s, "tls") != nil {
+		return bad(keyLineOf(s, "tls"), "issuer.sim.tls", "the in-process simulator listens on loopback in the switch's own process and speaks plain TCP; TLS is for `shoudan issuer FILE` (its tls key) with issuer.tls here")
+	}
+	n := child(iss, "tls")
+	if n == nil {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return bad(n.Line, "issuer.tls", "expected a mapping: {mode: off|tls|mutual, cert, key, ca, server_name}")
+	}
+	for j := 0; j+1 < len(n.Content); j += 2 {
+		switch k := n.Content[j]; k.Value {
+		case "mode", "cert", "key", "ca", "server_name":
+		default:
+			return bad(k.Line, "issuer.tls."+k.Value, "unknown key (expected mode, cert, key, ca, server_name)")
+		}
+	}
+	if err := n.Decode(&c.Issuer.TLS); err != nil {
+		return bad(n.Line, "issuer.tls", err.Error())
+	}
+	t := c.Issuer.TLS
+	switch t.Mode {
+	case "", "off":
+		return nil
+	case "tls":
+		if t.Cert != "" || t.Key != "" {
+			return bad(keyLineOf(n, "mode"), "issuer.tls.mode", "mode tls presents no client certificate, found cert or key: expected mode mutual to present them")
+		}
+	case "mutual":
+		if t.Cert == "" || t.Key == "" {
+			return bad(keyLineOf(n, "mode"), "issuer.tls", fmt.Sprintf("mode mutual: expected cert and key (the switch's client certificate and its key), found cert %q key %q", t.Cert, t.Key))
+		}
+	default:
+		return bad(keyLineOf(n, "mode"), "issuer.tls.mode", fmt.Sprintf("expected off, tls or mutual, found %q", t.Mode))
+	}
+	if len(c.Issuer.Addrs) == 0 && len(c.Issuer.Routes) == 0 {
+		return bad(keyLineOf(n, "mode"), "issuer.tls", "expected issuer.addrs or issuer.routes to dial over TLS; without them the in-process simulator serves, in plain TCP on loopback")
+	}
+	return nil
+}
+
+// linkTLS starts issuer.tls: nil when it is off; else the config for each dial (the current
+// files, reloaded when they change) and the function that stops watching them.
+func (c *Config) linkTLS(log *slog.Logger) (func() *tls.Config, func(), error) {
+	t := c.Issuer.TLS
+	if !t.On() {
+		return nil, func() {}, nil
+	}
+	f := netserve.TLSFiles{ServerCA: t.CA}
+	if t.Mode == "mutual" {
+		f.Cert, f.Key = t.Cert, t.Key
+	}
+	r, err := netserve.NewClientTLS(f, log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("issuer.tls: %w", err)
+	}
+	return func() *tls.Config {
+		tc := r.Client()
+		if t.ServerName != "" {
+			tc.ServerName = t.ServerName
+		}
+		return tc
+	}, r.Close, nil
 }
 
 var routeName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
@@ -161,7 +248,7 @@ func (c *Config) parseIssuer(doc *yaml.Node) error {
 	if len(is.BINs) > 0 && len(is.Routes) == 0 && len(is.Addrs) == 0 {
 		return bad(line("bins"), "issuer.bins", "BINs need issuer.routes to route to")
 	}
-	return nil
+	return c.checkTLS(iss)
 }
 
 // LinkConfig is the issuer link the config describes; sim is the in-process simulator's address

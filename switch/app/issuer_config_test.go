@@ -81,3 +81,37 @@ func TestIssuerConfigErrors(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "shutdown.drain: expected 100ms..5m, found 1h0m0s")
 }
+
+// issuer.tls: a wrong or incomplete setting is refused with its line and what was expected; the
+// in-process simulator (no addrs, no routes) is not dialed over TLS and issuer.sim takes no tls.
+func TestIssuerTLSConfig(t *testing.T) {
+	c, _, err := Parse(withIssuer("  addrs: [\"10.0.0.1:7000\"]\n  tls: {mode: mutual, cert: c.pem, key: c.key, ca: ca.pem, server_name: issuer.bank}\n"))
+	require.NoError(t, err)
+	assert.Equal(t, IssuerTLS{Mode: "mutual", Cert: "c.pem", Key: "c.key", CA: "ca.pem", ServerName: "issuer.bank"}, c.Issuer.TLS)
+	c, _, err = Parse(Demo)
+	require.NoError(t, err)
+	assert.False(t, c.Issuer.TLS.On(), "TLS is off unless configured")
+
+	for _, tc := range []struct{ lines, want string }{
+		{"  addrs: [\"h:1\"]\n  tls: {mode: mutual, ca: ca.pem}\n", `line +1: issuer.tls: mode mutual: expected cert and key (the switch's client certificate and its key), found cert "" key ""`},
+		{"  addrs: [\"h:1\"]\n  tls: {mode: mutual, cert: c.pem, ca: ca.pem}\n", `found cert "c.pem" key ""`},
+		{"  addrs: [\"h:1\"]\n  tls:\n    mode: on\n", `line +2: issuer.tls.mode: expected off, tls or mutual, found "on"`},
+		{"  addrs: [\"h:1\"]\n  tls: {mode: tls, cert: c.pem, key: c.key}\n", "line +1: issuer.tls.mode: mode tls presents no client certificate, found cert or key: expected mode mutual"},
+		{"  addrs: [\"h:1\"]\n  tls: {mode: tls, client_ca: ca.pem}\n", "line +1: issuer.tls.client_ca: unknown key (expected mode, cert, key, ca, server_name)"},
+		{"  addrs: [\"h:1\"]\n  tls: mutual\n", "line +1: issuer.tls: expected a mapping"},
+		{"  addrs: []\n  tls: {mode: tls, ca: ca.pem}\n", "line +1: issuer.tls: expected issuer.addrs or issuer.routes to dial over TLS"},
+	} {
+		_, _, err := Parse(withIssuer(tc.lines))
+		want := tc.want
+		for off := range 3 {
+			want = strings.Replace(want, fmt.Sprintf("line +%d: ", off), fmt.Sprintf("line %d: ", addrsLine()+off), 1)
+		}
+		if assert.Error(t, err, tc.lines) {
+			assert.Contains(t, err.Error(), want, tc.lines)
+		}
+	}
+	y := strings.Replace(string(Demo), "    control: 127.0.0.1:5080\n", "    control: 127.0.0.1:5080\n    tls: {cert: s.pem, key: s.key}\n", 1)
+	_, _, err = Parse([]byte(y))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "issuer.sim.tls: the in-process simulator listens on loopback")
+}
