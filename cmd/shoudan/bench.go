@@ -42,9 +42,11 @@ const (
 
 type benchFlags struct {
 	duration, openDuration time.Duration
+	soakDuration, every    time.Duration
+	burst                  time.Duration
 	terminals, idle        int
 	rate                   float64
-	phases                 string
+	phases, mix            string
 	asJSON                 bool
 	keep                   bool
 }
@@ -62,6 +64,11 @@ type BenchPhase struct {
 	*LoadReport
 	AddedMS  map[string]float64 `json:"added_ms,omitempty"` // terminal round trip minus issuer round trip
 	SwitchMB float64            `json:"switch_rss_mb,omitempty"`
+	// DB is what the phase added to the journal: bytes and WAL per transaction, HOT updates,
+	// dead tuples left.
+	DB *DBGrowth `json:"journal,omitempty"`
+	// Intervals are a soak's minutes.
+	Intervals []*Interval `json:"intervals,omitempty"`
 }
 
 // BenchTarget is one target and whether the run met it.
@@ -92,6 +99,24 @@ terminals, MACs, PIN blocks) and the same number of terminals:
             latency added by the switch (terminal round trip minus the issuer's, per
             transaction) and the switch's resident memory
 
+Not run unless asked for:
+
+  soak      a fresh switch and issuer, open loop at --rate for --soak-duration with a realistic
+            mix (--mix: purchases, 双免, voids, reversals, status queries) on 200 terminals;
+            every --every (a minute): throughput, end-to-end and added p50/p99/p99.9, the
+            switch's RSS, the journal's size, bytes and WAL per transaction, dead tuples, the
+            share of HOT updates. Targets: last minute's p99 <= 10 ms and <= 1.5 x the first
+            minute's, RSS within +25%, <= 700 bytes and <= 1.5 KB of WAL per transaction.
+  burst     a fresh switch: --burst closed loop (128 terminals), then the open phase's load;
+            its p99 must stay within 2 x the fresh switch's (run it with open)
+  journal-append
+            the journal phase with an append-only design: the outcome is a second INSERT into
+            an outcome table instead of an UPDATE of the write-ahead row (to compare with HOT
+            updates: throughput, bytes and WAL per transaction, dead tuples)
+  closed-software, open-software
+            closed and open with the software security module (keys in the switch's memory),
+            to compare with the PKCS#11 token
+
 Everything runs in a scratch directory; each phase that writes gets its own private PostgreSQL
 and the switch phases a fresh switch and issuer process. The ratios divide shoudan's
 closed-loop throughput by each baseline's: they survive a noisy machine better than the
@@ -115,7 +140,11 @@ absolute numbers.`,
 	fl.IntVar(&f.terminals, "terminals", 128, "terminals (closed loop: transactions in flight)")
 	fl.IntVar(&f.idle, "idle", 10000, "open loop: extra terminals connected and idle")
 	fl.Float64Var(&f.rate, "rate", 1000, "open loop: purchases per second")
-	fl.StringVar(&f.phases, "phases", "frames,journal,closed,open", "phases to run (also closed-software, open-software: the switch with the software security module, to compare)")
+	fl.StringVar(&f.phases, "phases", "frames,journal,closed,open", "phases to run, in this order: frames, journal, journal-append, closed, closed-software, open-software, open, burst, soak")
+	fl.DurationVar(&f.soakDuration, "soak-duration", 10*time.Minute, "how long the soak phase runs")
+	fl.DurationVar(&f.every, "every", time.Minute, "soak: the interval reported")
+	fl.DurationVar(&f.burst, "burst", time.Minute, "burst: the closed-loop burst before the open loop")
+	fl.StringVar(&f.mix, "mix", defaultSoakMix, "soak: transaction mix as type=weight (closed, open and burst are purchases only)")
 	fl.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
 	fl.BoolVar(&f.keep, "keep", false, "keep the scratch directory (logs, PostgreSQL)")
 	c.AddCommand(frameServerCmd())
@@ -159,10 +188,23 @@ func runBench(ctx context.Context, reg *terminals.Registry, f benchFlags, progre
 		if err != nil {
 			return nil, err
 		}
-		p, err := benchJournal(ctx, pg.URL(), f.terminals, f.duration)
+		p, err := benchJournal(ctx, pg.URL(), f.terminals, f.duration, false)
 		pg.Stop()
 		if err != nil {
 			return nil, fmt.Errorf("journal: %w", err)
+		}
+		add(p)
+	}
+	if has("journal-append") {
+		fmt.Fprintf(progress, "journal-append: insert + outcome INSERT (append-only) per purchase, %d in flight, %s\n", f.terminals, f.duration)
+		pg, err := phasePostgres(ctx, dir, "journal-append", progress)
+		if err != nil {
+			return nil, err
+		}
+		p, err := benchJournal(ctx, pg.URL(), f.terminals, f.duration, true)
+		pg.Stop()
+		if err != nil {
+			return nil, fmt.Errorf("journal-append: %w", err)
 		}
 		add(p)
 	}
@@ -207,6 +249,27 @@ func runBench(ctx context.Context, reg *terminals.Registry, f benchFlags, progre
 		p.Name = "shoudan-open"
 		add(p)
 	}
+	if has("burst") {
+		open := loadFlags{terminals: 200, idle: f.idle, rate: f.rate, duration: f.openDuration, mix: "purchase=100", quiet: true}
+		fmt.Fprintf(progress, "burst: a fresh switch, %s closed loop with %d terminals, then the open loop (%.0f/s, %d idle, %s)\n", f.burst, f.terminals, f.rate, f.idle, f.openDuration)
+		p, err := benchBurst(ctx, reg, dir, loadFlags{terminals: f.terminals, duration: f.burst, mix: "purchase=100", quiet: true}, open, progress)
+		if err != nil {
+			return nil, fmt.Errorf("burst: %w", err)
+		}
+		p.Name = "shoudan-after-burst"
+		add(p)
+	}
+	if has("soak") {
+		soak := loadFlags{terminals: soakTerminals, rate: f.rate, duration: f.soakDuration, mix: f.mix, quiet: true}
+		fmt.Fprintf(progress, "soak: a fresh switch, %.0f/s open loop for %s, mix %s, %d terminals, a report every %s\n", f.rate, f.soakDuration, f.mix, soakTerminals, f.every)
+		p, err := benchSoak(ctx, reg, dir, soak, f.every, progress)
+		if err != nil {
+			return nil, fmt.Errorf("soak: %w", err)
+		}
+		p.Name = "shoudan-soak"
+		add(p)
+		rep.Targets = append(rep.Targets, soakTargets(p, f.soakDuration, f.rate)...)
+	}
 
 	sh := byName["shoudan"]
 	if sh != nil {
@@ -226,6 +289,12 @@ func runBench(ctx context.Context, reg *terminals.Registry, f benchFlags, progre
 	}
 	if op, sw := byName["shoudan-open"], byName["shoudan-open-software"]; op != nil && sw != nil {
 		rep.Ratios["added_p99_ms pkcs11-software"] = op.AddedMS["p99"] - sw.AddedMS["p99"]
+	}
+	if op, b := byName["shoudan-open"], byName["shoudan-after-burst"]; op != nil && b != nil && op.LatencyMS["p99"] > 0 {
+		r := b.LatencyMS["p99"] / op.LatencyMS["p99"]
+		rep.Ratios["p99 after burst/fresh"] = r
+		rep.Targets = append(rep.Targets, BenchTarget{Name: fmt.Sprintf("p99 at %.0f/s after a %s burst / fresh switch", f.rate, f.burst), Target: fmt.Sprintf("<= %.1f", targetBurstP99Ratio),
+			Measured: r, Met: r <= targetBurstP99Ratio, Conditions: f.burst >= time.Minute && f.rate >= 1000})
 	}
 	if op := byName["shoudan-open"]; op != nil {
 		p99 := op.AddedMS["p99"]
@@ -411,9 +480,11 @@ func (c *canned) cannedPurchase(raw []byte) ([]byte, error) {
 // --- phase 2: the journal limit -----------------------------------------------------------
 
 // benchJournal writes what the switch writes for one approved purchase (the write-ahead row
-// with its sealed reversal, then the outcome with the stored response) through the same
-// journal, group commit and statements, n at a time, for d.
-func benchJournal(ctx context.Context, url string, n int, d time.Duration) (*BenchPhase, error) {
+// with its sealed reversal, then the outcome) through the same journal, group commit and
+// statements, n at a time, for d. appendOnly records the outcome as a second row in an
+// outcome table instead of updating the write-ahead row: the design issue 13 asks to weigh
+// against HOT updates.
+func benchJournal(ctx context.Context, url string, n int, d time.Duration, appendOnly bool) (*BenchPhase, error) {
 	vault, err := journal.NewVault(randomKey(32))
 	if err != nil {
 		return nil, err
@@ -423,8 +494,33 @@ func benchJournal(ctx context.Context, url string, n int, d time.Duration) (*Ben
 		return nil, err
 	}
 	defer j.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	if appendOnly {
+		// what an outcome row needs: the decision and the issuer's answer, keyed like txn
+		if _, err := conn.Exec(ctx, `CREATE TABLE txn_outcome (id bigint NOT NULL, local_day date NOT NULL, issuer_us bigint,
+			created_at timestamptz NOT NULL DEFAULT now(), state "char" NOT NULL, went_upstream bool NOT NULL, resp_code text NOT NULL,
+			issuer_code text, auth_code text, rule text NOT NULL, reason text NOT NULL, PRIMARY KEY (id, local_day)) PARTITION BY RANGE (local_day)`); err != nil {
+			return nil, err
+		}
+	}
 	// sizes as in the switch: a sealed upstream reversal (a packed 0420, about 150 bytes)
 	reversal := vault.Seal(randomKey(150))
+	if _, err := conn.Exec(ctx, "SELECT txn_ensure_partition(current_date)"); err != nil {
+		return nil, err
+	}
+	if appendOnly {
+		if _, err := conn.Exec(ctx, "CREATE TABLE txn_outcome_today PARTITION OF txn_outcome FOR VALUES FROM ('-infinity') TO ('infinity')"); err != nil {
+			return nil, err
+		}
+	}
+	before, err := readDB(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
 	today := time.Now().Truncate(24 * time.Hour)
 	var samples []sample
 	var mu sync.Mutex
@@ -446,7 +542,14 @@ func benchJournal(ctx context.Context, url string, n int, d time.Duration) (*Ben
 					ReqHash: randomKey(32), Trace: "frame,terminal,signed-on,mac,device,merchant-trading,merchant-english-name,mcc-matches,cash-mcc,qps-enabled,qps-whitelist,qps-limit,void-original,refund-allowed,refund-original,refund-window,refund-amount",
 					UpTrace: "123456", UpTime: "0101120000", Reversal: reversal}
 				ok, err := j.Insert(ctx, rec)
-				if err == nil && ok {
+				switch {
+				case err != nil || !ok:
+				case appendOnly:
+					err = j.Commit(ctx, func(b *pgx.Batch) {
+						b.Queue(`INSERT INTO txn_outcome (id, local_day, state, resp_code, issuer_code, auth_code, rule, reason, went_upstream, issuer_us)
+							VALUES ($1, $2, $3, '00', '00', '123456', 'issuer', 'issuer answered approved', true, 1000)`, rec.ID, rec.LocalDay, string(journal.Approved))
+					})
+				default:
 					err = j.Finish(ctx, rec.ID, journal.Outcome{State: journal.Approved, RespCode: "00", IssuerCode: "00", AuthCode: "123456",
 						Rule: "issuer", Reason: "issuer answered approved", WentUpstream: true, KeepReversal: true, IssuerMicros: 1000})
 				}
@@ -463,10 +566,31 @@ func benchJournal(ctx context.Context, url string, n int, d time.Duration) (*Ben
 		}()
 	}
 	wg.Wait()
-	lr := report("journal", fmt.Sprintf("closed, %d in flight", n), n, 0, time.Since(start), samples)
+	name := "journal"
+	if appendOnly {
+		name = "journal-append"
+	}
+	lr := report(name, fmt.Sprintf("closed, %d in flight", n), n, 0, time.Since(start), samples)
 	lr.Errors += failed.Load()
 	lr.Requests += failed.Load()
-	return &BenchPhase{LoadReport: lr}, nil
+	p := &BenchPhase{LoadReport: lr}
+	p.DB, err = journalGrowth(ctx, conn, before)
+	return p, err
+}
+
+// journalGrowth reads what was added to the journal since before, once the statistics are
+// flushed (a backend reports them at most every second, or when it goes idle).
+func journalGrowth(ctx context.Context, conn *pgx.Conn, before DBReading) (*DBGrowth, error) {
+	time.Sleep(1500 * time.Millisecond)
+	after, err := readDB(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	g := growth(before, after)
+	if g.Tables, err = tableSizes(ctx, conn, after.Rows); err != nil {
+		return nil, err
+	}
+	return &g, nil
 }
 
 // --- phases 3 and 4: the switch -----------------------------------------------------------
@@ -493,6 +617,41 @@ func benchSwitchPhase(ctx context.Context, reg *terminals.Registry, dir, name st
 	}
 	defer sw.stop()
 	return sw.run(ctx, reg, load, progress)
+}
+
+// benchBurst is a fresh switch that first takes a closed-loop burst, then the open loop.
+func benchBurst(ctx context.Context, reg *terminals.Registry, dir string, burst, open loadFlags, progress io.Writer) (*BenchPhase, error) {
+	pg, err := phasePostgres(ctx, dir, "burst", progress)
+	if err != nil {
+		return nil, err
+	}
+	defer pg.Stop()
+	sw, err := startSwitch(ctx, filepath.Join(dir, "burst"), pg.URL())
+	if err != nil {
+		return nil, err
+	}
+	defer sw.stop()
+	b, err := sw.run(ctx, reg, burst, progress)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(progress, "  burst: %.0f/s for %.0f s (%d transactions), then the open loop\n", b.Throughput, b.Seconds, b.Requests)
+	return sw.run(ctx, reg, open, progress)
+}
+
+// benchSoak is the soak on a fresh switch and issuer.
+func benchSoak(ctx context.Context, reg *terminals.Registry, dir string, load loadFlags, every time.Duration, progress io.Writer) (*BenchPhase, error) {
+	pg, err := phasePostgres(ctx, dir, "soak", progress)
+	if err != nil {
+		return nil, err
+	}
+	defer pg.Stop()
+	sw, err := startSwitch(ctx, filepath.Join(dir, "soak"), pg.URL())
+	if err != nil {
+		return nil, err
+	}
+	defer sw.stop()
+	return sw.soak(ctx, reg, load, every, progress)
 }
 
 // startSwitch runs `shoudan issuer` (the demo's simulated issuer) and `shoudan serve` (the demo
@@ -567,6 +726,15 @@ func (sw *benchSwitch) stop() {
 // switch journaled it.
 func (sw *benchSwitch) run(ctx context.Context, reg *terminals.Registry, load loadFlags, progress io.Writer) (*BenchPhase, error) {
 	load.addr = sw.addr
+	conn, err := pgx.Connect(ctx, sw.dbURL)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	before, err := readDB(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
 	var peak atomic.Int64
 	stop := make(chan struct{})
 	go func() {
@@ -589,41 +757,15 @@ func (sw *benchSwitch) run(ctx context.Context, reg *terminals.Registry, load lo
 		return nil, err
 	}
 	p := &BenchPhase{LoadReport: lr, SwitchMB: float64(peak.Load()) / 1024}
-	p.AddedMS, err = addedLatency(ctx, sw.dbURL, samples)
-	return p, err
-}
-
-func addedLatency(ctx context.Context, url string, samples []sample) (map[string]float64, error) {
-	rtt := map[string]time.Duration{}
-	var rrns []string
-	for _, s := range samples {
-		if !s.err && s.code == rc.Approved && s.rrn != "" {
-			rtt[s.rrn] = s.rtt
-			rrns = append(rrns, s.rrn)
-		}
+	if p.DB, err = journalGrowth(ctx, conn, before); err != nil {
+		return nil, err
 	}
-	conn, err := pgx.Connect(ctx, url)
+	us, err := issuerTimes(ctx, sw.dbURL)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, "SELECT rrn, issuer_us FROM txn WHERE rrn = ANY($1) AND issuer_us IS NOT NULL", rrns)
-	if err != nil {
-		return nil, err
-	}
-	var added []float64
-	for rows.Next() {
-		var rrn string
-		var us int64
-		if err := rows.Scan(&rrn, &us); err != nil {
-			return nil, err
-		}
-		added = append(added, float64(rtt[rrn].Microseconds()-us)/1000)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return percentiles(added), nil
+	p.AddedMS = percentiles(added(samples, us))
+	return p, nil
 }
 
 // rssKB is a process's resident set size (Linux /proc), 0 when unknown.
@@ -731,8 +873,21 @@ func printBench(w io.Writer, r *BenchReport, asJSON bool) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	for _, p := range r.Phases {
+		if p.DB != nil && len(p.Intervals) == 0 {
+			fmt.Fprintf(w, "\n%s ", p.Name)
+			printGrowth(w, p.DB)
+		}
+	}
+	for _, p := range r.Phases {
+		if len(p.Intervals) > 0 {
+			if err := printIntervals(w, p); err != nil {
+				return err
+			}
+		}
+	}
 	fmt.Fprintln(w)
-	for _, k := range []string{"shoudan/frames", "shoudan/journal"} {
+	for _, k := range []string{"shoudan/frames", "shoudan/journal", "p99 after burst/fresh"} {
 		if v, ok := r.Ratios[k]; ok {
 			fmt.Fprintf(w, "ratio %-16s %.2f\n", k, v)
 		}

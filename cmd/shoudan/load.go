@@ -33,6 +33,7 @@ type loadFlags struct {
 	count                 int64
 	mix                   string
 	asJSON, quiet         bool
+	onStart               func() // called once, when the terminals are signed on and the load begins
 }
 
 // LoadReport is what a load run measured.
@@ -130,7 +131,7 @@ type loadTerminal struct {
 	lastTap bool
 }
 
-func (lt *loadTerminal) do(kind string) (*device.Result, error) {
+func (lt *loadTerminal) do(kind string) (string, *device.Result, error) {
 	card := device.Chip(loadPAN, "2912", "123456")
 	switch kind {
 	case "qps":
@@ -138,7 +139,7 @@ func (lt *loadTerminal) do(kind string) (*device.Result, error) {
 		if err == nil && r.Code() == rc.Approved {
 			lt.last, lt.lastTap = r, true
 		}
-		return r, err
+		return kind, r, err
 	case "void":
 		if lt.last != nil {
 			o, tap := lt.last, lt.lastTap
@@ -146,28 +147,34 @@ func (lt *loadTerminal) do(kind string) (*device.Result, error) {
 			if tap { // a void is read the way its purchase was
 				card = device.Tap(loadPAN, "2912", "123456")
 			}
-			return lt.dev.Void(card, o)
+			r, err := lt.dev.Void(card, o)
+			return kind, r, err
 		}
 	case "reversal":
 		if lt.last != nil {
 			o := lt.last
 			lt.last = nil
-			return lt.dev.Reversal(o, "98")
+			r, err := lt.dev.Reversal(o, "98")
+			return kind, r, err
 		}
 	case "status":
-		return lt.dev.Status("", "")
+		r, err := lt.dev.Status("", "")
+		return kind, r, err
 	}
+	// a purchase, or a void or reversal with nothing to void or reverse
 	r, err := lt.dev.Purchase(card, 100+rand.Int64N(100000))
 	if err == nil && r.Code() == rc.Approved {
 		lt.last, lt.lastTap = r, false
 	}
-	return r, err
+	return "purchase", r, err
 }
 
 // sample is one transaction as the generator saw it: latency from its scheduled moment (open
 // loop) or its start, the terminal's own round trip, and the RRN the switch answered with.
 type sample struct {
 	lat, rtt time.Duration
+	at       time.Duration // scheduled (open loop) or started, from the start of the load
+	kind     string
 	code     string
 	rrn      string
 	err      bool
@@ -255,16 +262,20 @@ func runLoad(ctx context.Context, reg *terminals.Registry, f loadFlags, progress
 		mu.Unlock()
 		done.Add(1)
 	}
+	var start time.Time
 	run := func(t *loadTerminal, scheduled time.Time) {
-		r, err := t.do(pick())
-		s := sample{lat: time.Since(scheduled), err: err != nil}
+		kind, r, err := t.do(pick())
+		s := sample{lat: time.Since(scheduled), at: scheduled.Sub(start), kind: kind, err: err != nil}
 		if err == nil {
 			s.code, s.rrn, s.rtt = r.Code(), r.Resp.RRN, r.Latency
 		}
 		record(s)
 		free <- t
 	}
-	start := time.Now()
+	start = time.Now()
+	if f.onStart != nil {
+		f.onStart()
+	}
 	deadline := start.Add(f.duration)
 	more := func() bool {
 		if f.count > 0 {
