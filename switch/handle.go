@@ -2,7 +2,6 @@ package posswitch
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -398,7 +397,7 @@ func (s *Switch) financial(ctx context.Context, t *Txn) []byte {
 	}
 	if reversible {
 		rec.WentUpstream = true // from here on an unknown outcome is reversed
-		rec.Reversal = s.sealReversal(reversalOf(up), t.Route)
+		rec.Reversal = s.sealReversal(reversalOf(up), t.Route, journal.RowOf(rec))
 	}
 	if resp, ok := s.journalRequest(ctx, t, rec); !ok {
 		return resp
@@ -510,54 +509,6 @@ func reversalOf(up *upstream.Message) *upstream.Message {
 	r.Private = upstream.Private60("4351", upstream.QPS(up.Private))
 	r.Original = upstream.Original90(up.MTI, up.Trace, up.Transmission, up.Acquirer, up.Forwarder)
 	return &r
-}
-
-// SealedReversal is the prepared reversal as journaled (sealed): the 0420 and the route of its
-// original, which store-and-forward must use (only that issuer can reverse it).
-type SealedReversal struct {
-	upstream.Message
-	Route string `json:"route,omitempty"`
-}
-
-// sealedPacked marks the compact form of a sealed reversal: 0x01, the route's length (one byte),
-// the route, then the 0420 packed as ISO 8583 (about a quarter of its JSON, the earlier form).
-const sealedPacked = 0x01
-
-func (s *Switch) sealReversal(m *upstream.Message, route string) []byte {
-	msg, err := upstream.Marshal(m)
-	var b []byte
-	if err == nil {
-		b, err = msg.Pack()
-	}
-	if err != nil || len(route) > 255 {
-		s.Log.Error("reversal does not pack", "err", err, "route", route)
-		return nil
-	}
-	plain := make([]byte, 0, 2+len(route)+len(b))
-	plain = append(append(append(plain, sealedPacked, byte(len(route))), route...), b...)
-	return s.Journal.Vault.Seal(plain)
-}
-
-// openReversal reads a sealed reversal: the compact form, or JSON as journaled before issue 13.
-func openReversal(v *journal.Vault, sealed []byte) (*SealedReversal, error) {
-	plain, err := v.Open(sealed)
-	if err != nil {
-		return nil, err
-	}
-	var r SealedReversal
-	if len(plain) > 0 && plain[0] == '{' {
-		return &r, json.Unmarshal(plain, &r)
-	}
-	if len(plain) < 2 || plain[0] != sealedPacked || len(plain) < 2+int(plain[1]) {
-		return nil, fmt.Errorf("sealed reversal: expected the packed form (0x01) or JSON, found %d bytes starting %#x", len(plain), plain[:min(1, len(plain))])
-	}
-	n := int(plain[1])
-	m, err := upstream.Unmarshal(plain[2+n:])
-	if err != nil {
-		return nil, err
-	}
-	r.Message, r.Route = *m, string(plain[2:2+n])
-	return &r, nil
 }
 
 // routeOf is the issuer route of a request: a void or refund goes where its original went (the

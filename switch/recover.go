@@ -64,7 +64,7 @@ func (q SAFQueue) Due(ctx context.Context, n int) ([]issuerlink.Reversal, error)
 	}
 	out := make([]issuerlink.Reversal, 0, len(es))
 	for _, e := range es {
-		m, err := openReversal(q.Journal.Vault, e.Payload)
+		m, err := openReversal(q.Journal.Vault, e.Payload, e.Row)
 		if err != nil {
 			continue
 		}

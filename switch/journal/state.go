@@ -161,6 +161,21 @@ type SAFEntry struct {
 	Attempts int
 	Payload  []byte // sealed
 	Created  time.Time
+	// Row is what the transaction's row holds of the reversal: the compact sealed form keeps
+	// only the rest (zero when the row is gone).
+	Row ReversalRow
+}
+
+// ReversalRow are the columns of a transaction that its 0420 repeats.
+type ReversalRow struct {
+	MTI, ProcCode, UpTrace, UpTime, RRN, TID, MID, MCC, EntryMode string
+	Amount                                                        int64
+}
+
+// RowOf is the part of a transaction a reversal repeats.
+func RowOf(t *Txn) ReversalRow {
+	return ReversalRow{MTI: t.MTI, ProcCode: t.ProcCode, UpTrace: t.UpTrace, UpTime: t.UpTime, RRN: t.RRN, TID: t.TID, MID: t.MID,
+		MCC: t.MCC, EntryMode: t.EntryMode, Amount: t.Amount}
 }
 
 // ArmReversalOp makes a transaction's prepared reversal (written with its write-ahead record)
@@ -176,9 +191,13 @@ func ArmReversalOp(txnID int64) func(*pgx.Batch) {
 // a restarted one) does not send them at the same time. Attempts counts earlier sends: a claimed
 // entry with Attempts > 0 goes out as a repeat.
 func (j *Journal) ClaimReversals(ctx context.Context, n int, lease time.Duration) ([]SAFEntry, error) {
-	rows, err := j.Pool.Query(ctx, `UPDATE saf SET next_at = now() + $2::interval, attempts = attempts + 1
+	rows, err := j.Pool.Query(ctx, `WITH c AS (UPDATE saf SET next_at = now() + $2::interval, attempts = attempts + 1
 		WHERE id IN (SELECT id FROM saf WHERE acked_at IS NULL AND next_at <= now() ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $1)
-		RETURNING id, txn_id, attempts - 1, payload, created_at`, n, lease.String())
+		RETURNING id, txn_id, attempts - 1 AS attempts, payload, created_at)
+		SELECT c.id, c.txn_id, c.attempts, c.payload, c.created_at, coalesce(t.mti, ''), coalesce(t.proc_code, ''), coalesce(t.up_trace, ''),
+			coalesce(t.up_time, ''), coalesce(t.rrn, ''), coalesce(t.tid, ''), coalesce(t.mid, ''), coalesce(t.mcc, ''), coalesce(t.entry_mode, ''),
+			coalesce(t.amount, 0)
+		FROM c LEFT JOIN txn t ON t.id = c.txn_id AND t.local_day = txn_day(c.txn_id) ORDER BY c.id`, n, lease.String())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -186,7 +205,9 @@ func (j *Journal) ClaimReversals(ctx context.Context, n int, lease time.Duration
 	var out []SAFEntry
 	for rows.Next() {
 		var e SAFEntry
-		if err := rows.Scan(&e.ID, &e.TxnID, &e.Attempts, &e.Payload, &e.Created); err != nil {
+		r := &e.Row
+		if err := rows.Scan(&e.ID, &e.TxnID, &e.Attempts, &e.Payload, &e.Created, &r.MTI, &r.ProcCode, &r.UpTrace, &r.UpTime, &r.RRN,
+			&r.TID, &r.MID, &r.MCC, &r.EntryMode, &r.Amount); err != nil {
 			return nil, err
 		}
 		out = append(out, e)
