@@ -509,9 +509,11 @@ func benchJournal(ctx context.Context, url string, n int, d time.Duration, appen
 	}
 	// sizes as in the switch: a sealed upstream reversal in the compact form (about 100 bytes)
 	reversal := vault.Seal(randomKey(100))
+	today := time.Now().Truncate(24 * time.Hour)
 	if _, err := conn.Exec(ctx, "SELECT txn_ensure_partition(current_date)"); err != nil {
 		return nil, err
 	}
+
 	if appendOnly {
 		if _, err := conn.Exec(ctx, "CREATE TABLE txn_outcome_today PARTITION OF txn_outcome FOR VALUES FROM ('-infinity') TO ('infinity')"); err != nil {
 			return nil, err
@@ -521,7 +523,6 @@ func benchJournal(ctx context.Context, url string, n int, d time.Duration, appen
 	if err != nil {
 		return nil, err
 	}
-	today := time.Now().Truncate(24 * time.Hour)
 	var samples []sample
 	var mu sync.Mutex
 	var failed atomic.Int64
