@@ -10,7 +10,7 @@
 -- The price is space: the heap stays half empty (1,368 B per transaction in a 40 s run against
 -- 1,096 B at 80, where vacuum reuses the dead versions). The WAL, the CPU and the latency under
 -- load are what the journal is short of today; the space is won back by an append-only outcome
--- (docs/operations.md, issue 13), not by a denser page.
+-- (docs/journal.md, issue 13), not by a denser page.
 CREATE OR REPLACE FUNCTION txn_ensure_partition(d date) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     name text := 'txn_p' || to_char(d, 'YYYYMMDD');
