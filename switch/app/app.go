@@ -250,13 +250,6 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 	if a.Security, err = OpenSecurity(c, a.Journal.Vault, log); err != nil {
 		return nil, fmt.Errorf("security module: %w", err)
 	}
-	a.Switch = &posswitch.Switch{Registry: a.Registry, Journal: a.Journal, Link: a.Link, Security: a.Security, Log: log, Now: time.Now}
-	if err := a.startKeys(a.Registry.Get()); err != nil {
-		return nil, err
-	}
-	if a.Security, err = OpenSecurity(c, a.Journal.Vault, log); err != nil {
-		return nil, fmt.Errorf("security module: %w", err)
-	}
 	a.Switch = &posswitch.Switch{Registry: a.Registry, Journal: a.Journal, Link: a.Link, Security: a.Security, Log: log, Now: time.Now,
 		SignOnLimit: posswitch.SignOnLimit{Max: c.SignOn.Max, Window: c.SignOn.Window}}
 	if err := a.startKeys(a.Registry.Get()); err != nil {
