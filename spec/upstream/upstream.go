@@ -8,9 +8,11 @@
 package upstream
 
 import (
+	"encoding/hex"
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/moov-io/iso8583"
 	"github.com/moov-io/iso8583/field"
@@ -42,12 +44,14 @@ var Fields = []spec.FieldDef{
 	{ID: 41, Name: "Terminal ID", Kind: spec.ANS, Length: 8},
 	{ID: 42, Name: "Merchant ID", Kind: spec.ANS, Length: 15},
 	{ID: 43, Name: "Merchant name and location", Kind: spec.ANS, Length: 40},
+	{ID: 48, Name: "Additional data (48)", Kind: spec.ANS, Length: 512, Var: 3, Secrecy: spec.Hidden},
 	{ID: 49, Name: "Currency", Kind: spec.AN, Length: 3},
 	{ID: 52, Name: "PIN block", Kind: spec.B, Length: 8, Secrecy: spec.Hidden},
 	{ID: 53, Name: "Security control", Kind: spec.N, Length: 16},
 	{ID: 54, Name: "Balance", Kind: spec.AN, Length: 40, Var: 3},
 	{ID: 55, Name: "ICC data", Kind: spec.B, Length: 255, Var: 3, Secrecy: spec.Hidden},
 	{ID: 60, Name: "Private (60)", Kind: spec.ANS, Length: 100, Var: 3},
+	{ID: 70, Name: "Network management code", Kind: spec.N, Length: 3},
 	{ID: 90, Name: "Original data elements", Kind: spec.N, Length: 42},
 	{ID: 100, Name: "Receiving institution", Kind: spec.N, Length: 11, Var: 2},
 }
@@ -89,12 +93,14 @@ type Message struct {
 	TID          string `iso8583:"41"`
 	MID          string `iso8583:"42"`
 	MerchantName string `iso8583:"43"`
+	Additional   string `iso8583:"48"` // a key change's new key (0800, F70 101)
 	Currency     string `iso8583:"49"`
 	PINBlock     []byte `iso8583:"52"`
 	SecCtl       string `iso8583:"53"`
 	Balance      string `iso8583:"54"`
 	ICC          []byte `iso8583:"55"`
 	Private      string `iso8583:"60"`
+	NetCode      string `iso8583:"70"` // network management code: 101 = key change
 	Original     string `iso8583:"90"`
 	Receiving    string `iso8583:"100"` // the issuer route's institution code, when it has one
 }
@@ -166,4 +172,56 @@ func ReadLen(r io.Reader) (int, error) {
 		return 0, fmt.Errorf("upstream frame length: expected 4 digits 0012..9999, found %q", b[:])
 	}
 	return n, nil
+}
+
+// NetKeyChange is F70 of a key change (0800): the acquirer sends a new zone PIN key.
+const NetKeyChange = "101"
+
+// SecurityControl is F53 of a request with a PIN block: PIN format 2 (ISO 9564 format 0),
+// algorithm 6 (double-length 3DES), then the zone PIN key's index n2: 00 is the key agreed out of
+// band (entered at both ends by a ceremony), 01-99 the keys sent by key changes since, in turn.
+func SecurityControl(zoneIndex int) string {
+	return fmt.Sprintf("26%02d000000000000", zoneIndex%100)
+}
+
+// ZoneIndex is the zone PIN key index of F53 (0 when F53 carries none).
+func ZoneIndex(f53 string) int {
+	if len(f53) < 4 {
+		return 0
+	}
+	n, err := strconv.Atoi(f53[2:4])
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// KeyChange is F48 of a key change: "ZPK", the new key's index n2, its check value (6 hex
+// digits), then the key wrapped under the zone master key (AES key wrap with padding, RFC 5649),
+// in hex. The answer (0810) carries F39 and, when 00, F48 with the check value the issuer found.
+type KeyChange struct {
+	Index   int
+	KCV     string
+	Wrapped []byte
+}
+
+// String is F48 of the key change.
+func (k KeyChange) String() string {
+	return fmt.Sprintf("ZPK%02d%s%X", k.Index%100, k.KCV, k.Wrapped)
+}
+
+// ParseKeyChange reads F48 of a key change.
+func ParseKeyChange(f48 string) (KeyChange, error) {
+	if len(f48) < 11 || f48[:3] != "ZPK" {
+		return KeyChange{}, fmt.Errorf("key change F48: expected ZPK<index n2><kcv 6 hex><wrapped key hex>, found %d characters starting %.3q", len(f48), f48)
+	}
+	n, err := strconv.Atoi(f48[3:5])
+	if err != nil || n < 1 {
+		return KeyChange{}, fmt.Errorf("key change F48: expected a key index 01-99, found %q", f48[3:5])
+	}
+	w, err := hex.DecodeString(f48[11:])
+	if err != nil || len(w) < 16 || len(w)%8 != 0 {
+		return KeyChange{}, fmt.Errorf("key change F48: expected the wrapped key as hex, a multiple of 8 bytes and at least 16, found %d characters", len(f48)-11)
+	}
+	return KeyChange{Index: n, KCV: strings.ToUpper(f48[5:11]), Wrapped: w}, nil
 }
