@@ -158,6 +158,18 @@ func (e *Endpoint) connect() (*conn, error) {
 		c.close(fmt.Errorf("sign-on refused"))
 		return nil, fmt.Errorf("sign-on: the issuer answered %q", resp.RespCode)
 	}
+	// a connection to an issuer that may have restarted since the last key change carries no
+	// PIN until the issuer holds the zone PIN key in use
+	if kc := l.keyChange.Load(); kc != nil {
+		if err := c.changeKey(*kc, time.Now().Add(l.cfg.Timeout)); err != nil {
+			if c.closed() {
+				return nil, err
+			}
+			// still serves what needs no PIN; a new rotation (which needs this connection) mends it
+			l.log().Error("issuer link: the issuer did not take the zone PIN key in use: its PIN transactions will be declined until `shoudan keys rotate-zpk` succeeds",
+				"endpoint", e.Addr, "key_index", kc.Index, "kcv", kc.KCV, "err", err.Error())
+		}
+	}
 	c.signedOn.Store(true)
 	go c.watch()
 	return c, nil

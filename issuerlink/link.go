@@ -68,6 +68,9 @@ type Config struct {
 	// Late hears of answers that arrive after their request timed out; they are never honoured
 	// (the timed-out transaction is reversed).
 	Late func(*upstream.Message)
+	// KeyChange is the zone PIN key in use when a key change brought it: every connection sends
+	// it after signing on, from the first (see SetKeyChange).
+	KeyChange *upstream.KeyChange
 }
 
 func (c *Config) defaults() error {
@@ -114,6 +117,9 @@ type Link struct {
 	closing atomic.Bool
 	// inflight counts Send calls under way (the drain waits for them)
 	inflight atomic.Int64
+	// keyChange is the zone PIN key in use when it came by a key change: every new connection
+	// sends it after signing on (see ChangeKey)
+	keyChange atomic.Pointer[upstream.KeyChange]
 
 	// Late is called with answers that arrive after their request timed out (settable after
 	// New; Config.Late is the same).
@@ -142,6 +148,7 @@ func New(cfg Config) (*Link, error) {
 		}
 	}
 	l.trace.Store(uint32(time.Now().UnixNano() % 1000000))
+	l.keyChange.Store(cfg.KeyChange)
 	eps := map[string]*Endpoint{} // an address shared by two routes is one pool
 	endpoint := func(addr string) *Endpoint {
 		if addr == "" {

@@ -19,8 +19,14 @@ type Limits struct {
 type Issuer struct {
 	Ledger  *Ledger
 	Limits  Limits
-	ZoneKey []byte // PIN blocks arrive under the zone PIN key
-	Now     func() time.Time
+	ZoneKey []byte // PIN blocks arrive under the zone PIN key (index 00: agreed out of band)
+	// ZMK is the zone master key (AES) that key changes arrive under; nil: key changes are
+	// refused (30).
+	ZMK []byte
+	Now func() time.Time
+	// zone holds the zone PIN keys received by key changes, by index (F53): the newest few, so
+	// a PIN block translated under the previous key just before a change still verifies
+	zone zoneKeys
 	// early holds the keys of originals whose reversal arrived first (answered 25): a late
 	// original under such a key is declined, never charged, as real issuers do when a reversal
 	// overtakes its original (guarded by the ledger's lock)
@@ -36,6 +42,8 @@ func (is *Issuer) Handle(req *upstream.Message) *upstream.Message {
 	resp.MTI = req.MTI[:2] + string(req.MTI[2]+1) + "0"
 	resp.PINBlock, resp.Track2, resp.ICC, resp.PAN, resp.Expiry, resp.SecCtl, resp.PINMaxLen = nil, "", nil, req.PAN, "", "", ""
 	switch {
+	case req.MTI == "0800" && req.NetCode == upstream.NetKeyChange:
+		resp.RespCode, resp.Additional = is.keyChange(req)
 	case req.MTI == "0800" || req.MTI == "0820":
 		resp.RespCode = "00"
 	case req.MTI == "0420" || req.MTI == "0421":
@@ -80,7 +88,11 @@ func (is *Issuer) check(req *upstream.Message) (*Card, string) {
 		return nil, "54"
 	}
 	if len(req.PINBlock) > 0 {
-		pin, err := keys.ClearPIN(is.ZoneKey, req.PINBlock, req.PAN)
+		zk := is.zoneKey(upstream.ZoneIndex(req.SecCtl))
+		if zk == nil {
+			return nil, "55" // a key index it never received: the PIN cannot be checked
+		}
+		pin, err := keys.ClearPIN(zk, req.PINBlock, req.PAN)
 		if err != nil || pin != c.PIN {
 			return nil, "55"
 		}

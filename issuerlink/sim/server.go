@@ -45,7 +45,10 @@ type Config struct {
 	Listen  string `yaml:"listen"`
 	Control string `yaml:"control"`
 	ZoneKey string `yaml:"zone_key"`
-	Cards   []struct {
+	// ZMK is the zone master key (AES, 32 or 64 hex digits) key changes arrive under; "" =
+	// key changes are refused.
+	ZMK   string `yaml:"zmk"`
+	Cards []struct {
 		PAN     string `yaml:"pan"`
 		PIN     string `yaml:"pin"`
 		Expiry  string `yaml:"expiry"`
@@ -99,6 +102,13 @@ func (c *Config) Build() (*Issuer, error) {
 		// the same rule as the switch's issuer.zone_key: a single-length DES key is refused
 		return nil, fmt.Errorf("zone_key: expected 32 or 48 hex digits (a double- or triple-length key), found %d characters", len(c.ZoneKey))
 	}
+	var zmk []byte
+	if c.ZMK != "" {
+		zmk, err = hex.DecodeString(c.ZMK)
+		if err != nil || (len(zmk) != 16 && len(zmk) != 32) {
+			return nil, fmt.Errorf("zmk: expected 32 or 64 hex digits (an AES-128 or AES-256 key), found %d characters", len(c.ZMK))
+		}
+	}
 	var cards []Card
 	for i, cc := range c.Cards {
 		bal, err := terminals.ParseAmount(cc.Balance)
@@ -131,7 +141,7 @@ func (c *Config) Build() (*Issuer, error) {
 			return nil, err
 		}
 	}
-	return &Issuer{Ledger: led, Limits: lim, ZoneKey: zk, Now: time.Now}, nil
+	return &Issuer{Ledger: led, Limits: lim, ZoneKey: zk, ZMK: zmk, Now: time.Now}, nil
 }
 
 // Server is the running simulator.
