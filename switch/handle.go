@@ -403,11 +403,11 @@ func (s *Switch) financial(ctx context.Context, t *Txn) []byte {
 		return resp
 	}
 	if len(t.Req.PINBlock) > 0 {
-		zpb, err := t.Keys.TranslatePIN(t.Req.PINBlock, cardPAN(&t.Req))
+		zpb, zone, err := t.Keys.TranslatePIN(t.Req.PINBlock, cardPAN(&t.Req))
 		if err != nil {
 			return s.finish(ctx, t, journal.Declined, "99", "pin", "PIN block does not decrypt as format 0 under the terminal PIN key", nil)
 		}
-		up.PINBlock, up.SecCtl = zpb, "2600000000000000"
+		up.PINBlock, up.SecCtl = zpb, upstream.SecurityControl(zone)
 	}
 	sent := time.Now()
 	ans, via, err := s.Link.SendRoute(t.Route, up)

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"fmt"
+	"sync"
 
 	"github.com/shoudan/shoudan/spec/keys"
 	"github.com/shoudan/shoudan/switch/journal"
@@ -27,15 +28,25 @@ type SecurityModule interface {
 type WorkingKeys interface {
 	// MAC is the CUP "ECB" MAC of protocol.md §6 under the TAK.
 	MAC(mab []byte) ([8]byte, error)
-	// TranslatePIN re-encrypts a format-0 PIN block from the TPK to the zone PIN key.
-	TranslatePIN(block []byte, pan string) ([]byte, error)
+	// TranslatePIN re-encrypts a format-0 PIN block from the TPK to the zone PIN key and
+	// returns the zone PIN key's index (F53 upstream).
+	TranslatePIN(block []byte, pan string) ([]byte, int, error)
 }
 
 // Software is a software security module for unit tests and benchmarks: keys in the switch's
 // memory, sealed under the journal vault. Never the default.
 type Software struct {
-	Vault   *journal.Vault
-	ZoneKey []byte
+	Vault *journal.Vault
+	mu    sync.RWMutex
+	zone  []byte
+	index int
+}
+
+// SetZone sets the zone PIN key (clear: this is the software module) and its index.
+func (s *Software) SetZone(k []byte, index int) {
+	s.mu.Lock()
+	s.zone, s.index = k, index
+	s.mu.Unlock()
 }
 
 // SoftwareKEK is the KEK id of blocks sealed by the software module.
@@ -43,11 +54,37 @@ const SoftwareKEK = "SOFTWARE"
 
 // Import seals a clear key as a block (what a ceremony does with the software module).
 func (s *Software) Import(usage string, clear []byte) (keys.Block, error) {
+	if usage == "ZMK" {
+		kcv, err := keys.KCVAES(clear)
+		if err != nil {
+			return keys.Block{}, err
+		}
+		return keys.Block{Usage: usage, KEK: SoftwareKEK, KCV: kcv, Wrapped: s.Vault.Seal(clear)}, nil
+	}
 	kcv, err := keys.KCV(clear)
 	if err != nil {
 		return keys.Block{}, err
 	}
 	return keys.Block{Usage: usage, KEK: SoftwareKEK, KCV: fmt.Sprintf("%X", kcv[:3]), Wrapped: s.Vault.Seal(clear)}, nil
+}
+
+// NewZoneKey generates a zone PIN key: its block, and the key wrapped under the zone master key.
+func (s *Software) NewZoneKey(zmk keys.Block) (keys.Block, []byte, error) {
+	if zmk.Usage != "ZMK" || zmk.KEK != SoftwareKEK {
+		return keys.Block{}, nil, fmt.Errorf("zone master key: expected a ZMK block of the software module, found a %s block under %s", zmk.Usage, zmk.KEK)
+	}
+	kek, err := s.Vault.Open(zmk.Wrapped)
+	if err != nil {
+		return keys.Block{}, nil, fmt.Errorf("zone master key: block does not open")
+	}
+	k := make([]byte, 16)
+	_, _ = rand.Read(k)
+	under, err := keys.WrapAES(kek, k)
+	if err != nil {
+		return keys.Block{}, nil, err
+	}
+	b, err := s.Import("ZPK", k)
+	return b, under, err
 }
 
 func (s *Software) SignOn(tmk keys.Block, nmi string) ([]byte, []byte, error) {
@@ -94,12 +131,16 @@ type softKeys struct {
 
 func (k softKeys) MAC(mab []byte) ([8]byte, error) { return keys.MAC(k.k.TAK, mab) }
 
-func (k softKeys) TranslatePIN(block []byte, pan string) ([]byte, error) {
+func (k softKeys) TranslatePIN(block []byte, pan string) ([]byte, int, error) {
 	pin, err := keys.ClearPIN(k.k.TPK, block, pan)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return keys.PINBlock(k.s.ZoneKey, pin, pan)
+	k.s.mu.RLock()
+	zk, index := k.s.zone, k.s.index
+	k.s.mu.RUnlock()
+	b, err := keys.PINBlock(zk, pin, pan)
+	return b, index, err
 }
 
 func equalHash(a, b []byte) bool { return len(a) > 0 && hmac.Equal(a, b) }

@@ -16,7 +16,7 @@ import (
 
 // Importer is what a key ceremony needs of a security module.
 type Importer interface {
-	ComponentKCV(c []byte) (string, error)
+	ComponentKCV(usage string, c []byte) (string, error)
 	Import(usage string, clear []byte) (keys.Block, error)
 }
 
@@ -26,7 +26,7 @@ type Importer interface {
 // the end) before anything is returned: a mistyped component gives another check value and no
 // key. Clear components are never written anywhere and are zeroed when done.
 type Ceremony struct {
-	Usage      string // TMK or ZPK
+	Usage      string // TMK, ZPK or ZMK (the zone master key, AES)
 	For        string // what the key is for, as shown to the custodians
 	Components int    // 2 or 3
 	Expect     string // the expected check value of the combined key; "" = ask at the end
@@ -39,7 +39,11 @@ func (c Ceremony) Run(m Importer) (keys.Block, error) {
 	if c.Components < 2 || c.Components > 3 {
 		return keys.Block{}, fmt.Errorf("key ceremony: expected 2 or 3 components, found %d", c.Components)
 	}
-	fmt.Fprintf(c.Out, "Key ceremony: %s for %s, %d components.\nEach custodian enters a component (16, 32 or 48 hex digits); it is not shown.\n", c.Usage, c.For, c.Components)
+	digits := "16, 32 or 48"
+	if c.Usage == "ZMK" {
+		digits = "32 or 64"
+	}
+	fmt.Fprintf(c.Out, "Key ceremony: %s for %s, %d components.\nEach custodian enters a component (%s hex digits); it is not shown.\n", c.Usage, c.For, c.Components, digits)
 	r := bufio.NewReader(c.In)
 	var combined []byte
 	defer func() { zero(combined) }()
@@ -50,7 +54,7 @@ func (c Ceremony) Run(m Importer) (keys.Block, error) {
 		if err != nil {
 			return keys.Block{}, fmt.Errorf("component %d: %w", i, err)
 		}
-		comp, err := parseComponent(line)
+		comp, err := parseComponent(line, c.Usage == "ZMK")
 		zero(line)
 		if err != nil {
 			return keys.Block{}, fmt.Errorf("component %d: %w", i, err)
@@ -59,7 +63,7 @@ func (c Ceremony) Run(m Importer) (keys.Block, error) {
 			zero(comp)
 			return keys.Block{}, fmt.Errorf("component %d: expected %d hex digits like component 1, found %d", i, 2*len(combined), 2*len(comp))
 		}
-		kcv, err := m.ComponentKCV(comp)
+		kcv, err := m.ComponentKCV(c.Usage, comp)
 		if err != nil {
 			zero(comp)
 			return keys.Block{}, err
@@ -73,7 +77,7 @@ func (c Ceremony) Run(m Importer) (keys.Block, error) {
 		}
 		zero(comp)
 	}
-	kcv, err := m.ComponentKCV(combined)
+	kcv, err := m.ComponentKCV(c.Usage, combined)
 	if err != nil {
 		return keys.Block{}, err
 	}
@@ -126,7 +130,7 @@ func readSecret(in io.Reader, r *bufio.Reader) ([]byte, error) {
 
 // parseComponent decodes hex digits (spaces allowed between groups) without making strings of
 // them, so that every copy can be zeroed.
-func parseComponent(s []byte) ([]byte, error) {
+func parseComponent(s []byte, aes bool) ([]byte, error) {
 	t := make([]byte, 0, len(s))
 	defer func() { zero(t) }()
 	for _, c := range s {
@@ -134,7 +138,9 @@ func parseComponent(s []byte) ([]byte, error) {
 			t = append(t, c)
 		}
 	}
-	if n := len(t); n != 16 && n != 32 && n != 48 {
+	if n := len(t); aes && n != 32 && n != 64 {
+		return nil, fmt.Errorf("expected 32 or 64 hex digits (an AES-128 or AES-256 key), found %d characters", n)
+	} else if !aes && n != 16 && n != 32 && n != 48 {
 		return nil, fmt.Errorf("expected 16, 32 or 48 hex digits, found %d characters", n)
 	}
 	b := make([]byte, len(t)/2)

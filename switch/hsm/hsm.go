@@ -53,12 +53,13 @@ type Module struct {
 	kek      pkcs11.ObjectHandle
 	kekID    string
 
-	mu     sync.Mutex
-	cache  map[string]*cached // wrapped block → its session object
-	ops    map[pkcs11.ObjectHandle]*keyOp
-	zpk    pkcs11.ObjectHandle
-	zpkOld pkcs11.ObjectHandle
-	calls  callCounter
+	mu       sync.Mutex
+	cache    map[string]*cached // wrapped block → its session object
+	ops      map[pkcs11.ObjectHandle]*keyOp
+	zpk      pkcs11.ObjectHandle
+	zpkOld   pkcs11.ObjectHandle
+	zpkIndex int
+	calls    callCounter
 }
 
 type cached struct {
@@ -254,6 +255,9 @@ func des2(k []byte) []byte {
 // block. clear is zeroed.
 func (m *Module) Import(usage string, clear []byte) (keys.Block, error) {
 	defer zero(clear)
+	if usage == "ZMK" {
+		return m.importAES(usage, clear)
+	}
 	if len(clear) != 8 && len(clear) != 16 && len(clear) != 24 {
 		return keys.Block{}, fmt.Errorf("key: expected 8, 16 or 24 bytes, found %d", len(clear))
 	}
@@ -285,7 +289,10 @@ func (m *Module) Import(usage string, clear []byte) (keys.Block, error) {
 }
 
 // ComponentKCV is the check value of a key component (6 hex digits), computed in the token.
-func (m *Module) ComponentKCV(c []byte) (string, error) {
+func (m *Module) ComponentKCV(usage string, c []byte) (string, error) {
+	if usage == "ZMK" {
+		return m.aesKCV(c)
+	}
 	v := des2(c)
 	defer zero(v)
 	if len(v) != 16 && len(v) != 24 {
@@ -424,23 +431,47 @@ func (m *Module) CheckBlock(b keys.Block) error {
 	return nil
 }
 
-// SetZoneKey makes b the zone PIN key PIN blocks are translated to. The previous one stays in
-// the token until the next change, so a rotation never leaves a moment without a key.
-func (m *Module) SetZoneKey(b keys.Block) error {
-	if err := m.CheckBlock(b); err != nil {
-		return fmt.Errorf("zone PIN key: %w", err)
+// SetZoneKey makes b, with index (F53: 0 for the key agreed out of band, 1-99 for one sent by a
+// key change), the zone PIN key PIN blocks are translated to. The previous one stays in the token
+// until the next change, so a rotation never leaves a moment without a key.
+func (m *Module) SetZoneKey(b keys.Block, index int) error {
+	if b.KEK != m.kekID {
+		return fmt.Errorf("zone PIN key: key block is wrapped under KEK %s, this token's KEK is %s", b.KEK, m.kekID)
 	}
 	m.ownerMu.Lock()
 	h, err := m.ctx.UnwrapKey(m.owner, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_WRAP_PAD, nil)}, m.kek, b.Wrapped,
 		template(pkcs11.CKK_DES2, false, false, pkcs11.CKA_ENCRYPT))
 	m.ownerMu.Unlock()
 	if err != nil {
+		return fmt.Errorf("zone PIN key: the block does not unwrap under this token's KEK %s (%v)", m.kekID, err)
+	}
+	// its check value, on the object itself (not through the cache of working keys, which
+	// would keep a second object of it)
+	var kcv []byte
+	err = m.session(func(s pkcs11.SessionHandle) (err error) {
+		kcv, err = m.encrypt(s, h, pkcs11.CKM_DES3_ECB, nil, make([]byte, 8))
+		return err
+	})
+	if err == nil {
+		if got := strings.ToUpper(hex.EncodeToString(kcv[:3])); subtle.ConstantTimeCompare([]byte(got), []byte(strings.ToUpper(b.KCV))) != 1 {
+			err = fmt.Errorf("key block check value: the block says %s, the key gives %s", b.KCV, got)
+		}
+	}
+	if err != nil {
+		m.ownerMu.Lock()
+		m.ctx.DestroyObject(m.owner, h)
+		m.ownerMu.Unlock()
 		return fmt.Errorf("zone PIN key: %w", err)
 	}
 	m.mu.Lock()
 	old := m.zpkOld
-	m.zpkOld, m.zpk = m.zpk, h
+	m.zpkOld, m.zpk, m.zpkIndex = m.zpk, h, index
+	op := m.ops[old]
+	delete(m.ops, old)
 	m.mu.Unlock()
+	if op != nil {
+		op.close(m) // its long-lived session: one per key that was ever the zone key otherwise
+	}
 	if old != 0 {
 		m.ownerMu.Lock()
 		m.ctx.DestroyObject(m.owner, old)

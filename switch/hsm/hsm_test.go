@@ -3,6 +3,7 @@ package hsm
 import (
 	"bytes"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -53,7 +54,7 @@ func TestSignOnMACAndPINMatchTheClearKeys(t *testing.T) {
 	require.NoError(t, m.CheckBlock(b))
 	zb, err := m.Import("ZPK", append([]byte(nil), testZPK...))
 	require.NoError(t, err)
-	require.NoError(t, m.SetZoneKey(zb))
+	require.NoError(t, m.SetZoneKey(zb, 0))
 	for _, nmi := range []string{"001", "003", "004"} {
 		f62, sealed, err := m.SignOn(b, nmi)
 		require.NoError(t, err, nmi)
@@ -69,12 +70,12 @@ func TestSignOnMACAndPINMatchTheClearKeys(t *testing.T) {
 		require.Equal(t, want, got, nmi)
 		pan := "6222021234567890123"
 		pb, _ := keys.PINBlock(wk.TPK, "123456", pan)
-		zpb, err := k.TranslatePIN(pb, pan)
+		zpb, _, err := k.TranslatePIN(pb, pan)
 		require.NoError(t, err)
 		pin, err := keys.ClearPIN(testZPK, zpb, pan)
 		require.NoError(t, err)
 		require.Equal(t, "123456", pin)
-		_, err = k.TranslatePIN(pb, "6222021234567890131") // another card's PAN: not format 0 for it
+		_, _, err = k.TranslatePIN(pb, "6222021234567890131") // another card's PAN: not format 0 for it
 		require.Error(t, err)
 	}
 }
@@ -110,7 +111,7 @@ func BenchmarkMAC(b *testing.B) {
 func BenchmarkTranslatePIN(b *testing.B) {
 	blk := tmkBlock(b, shared, testTMK)
 	zb, _ := shared.Import("ZPK", append([]byte(nil), testZPK...))
-	_ = shared.SetZoneKey(zb)
+	_ = shared.SetZoneKey(zb, 0)
 	f62, sealed, _ := shared.SignOn(blk, "003")
 	wk, _ := keys.ParseKeyBlock(testTMK, "003", f62)
 	k, _ := shared.OpenKeys(sealed)
@@ -119,7 +120,7 @@ func BenchmarkTranslatePIN(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(p *testing.PB) {
 		for p.Next() {
-			if _, err := k.TranslatePIN(pb, pan); err != nil {
+			if _, _, err := k.TranslatePIN(pb, pan); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -197,4 +198,59 @@ func BenchmarkSoftwareTranslatePIN(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A zone PIN key generated in the token for a key change: the copy under the ZMK unwraps in
+// software (as the issuer does it, RFC 5649) to the key whose check value the block carries, and
+// once set with its index, PIN blocks are translated to that key and report the index. A ZMK
+// entered with a wrong component is refused by its check value, never used.
+func TestZoneKeyForAKeyChange(t *testing.T) {
+	m := shared
+	zmk := unhex("000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F")
+	kcv, err := m.ComponentKCV("ZMK", zmk)
+	require.NoError(t, err)
+	want, _ := keys.KCVAES(zmk)
+	require.Equal(t, want, kcv)
+	zb, err := m.Import("ZMK", append([]byte(nil), zmk...))
+	require.NoError(t, err)
+	require.Equal(t, want, zb.KCV)
+
+	zpk, under, err := m.NewZoneKey(zb)
+	require.NoError(t, err)
+	clear, err := keys.UnwrapAES(zmk, under)
+	require.NoError(t, err)
+	require.Len(t, clear, 16)
+	zk, _ := keys.KCV(clear)
+	require.Equal(t, fmt.Sprintf("%X", zk[:3]), zpk.KCV)
+	require.False(t, bytes.Contains(zpk.Wrapped, clear) || bytes.Contains(under, clear))
+
+	require.NoError(t, m.SetZoneKey(zpk, 7))
+	tmk := tmkBlock(t, m, testTMK)
+	f62, sealed, err := m.SignOn(tmk, "003")
+	require.NoError(t, err)
+	wk, err := keys.ParseKeyBlock(testTMK, "003", f62)
+	require.NoError(t, err)
+	k, err := m.OpenKeys(sealed)
+	require.NoError(t, err)
+	pan := "6222021234567890123"
+	pb, _ := keys.PINBlock(wk.TPK, "123456", pan)
+	zpb, index, err := k.TranslatePIN(pb, pan)
+	require.NoError(t, err)
+	require.Equal(t, 7, index)
+	pin, err := keys.ClearPIN(clear, zpb, pan)
+	require.NoError(t, err)
+	require.Equal(t, "123456", pin)
+
+	bad := zb
+	bad.KCV = "000000"
+	_, _, err = m.NewZoneKey(bad)
+	require.ErrorContains(t, err, "check value")
+	_, _, err = m.NewZoneKey(tmk)
+	require.ErrorContains(t, err, "expected a ZMK block")
+	wrong := zpk
+	wrong.KCV = "ABCDEF"
+	require.ErrorContains(t, m.SetZoneKey(wrong, 8), "check value")
+	zpb, index, err = k.TranslatePIN(pb, pan) // the refused block changed nothing
+	require.NoError(t, err)
+	require.Equal(t, 7, index)
 }

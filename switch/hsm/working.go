@@ -191,15 +191,15 @@ func (k *Keys) MAC(mab []byte) ([8]byte, error) {
 // TranslatePIN re-encrypts a format-0 PIN block from the terminal's PIN key to the zone PIN key.
 // The block is checked for format 0 against the PAN; the clear block is zeroed between the two
 // token calls (see the package comment).
-func (k *Keys) TranslatePIN(block []byte, pan string) ([]byte, error) {
+func (k *Keys) TranslatePIN(block []byte, pan string) ([]byte, int, error) {
 	if len(block) != 8 {
-		return nil, fmt.Errorf("PIN block: expected 8 bytes, found %d", len(block))
+		return nil, 0, fmt.Errorf("PIN block: expected 8 bytes, found %d", len(block))
 	}
 	k.m.mu.Lock()
-	zpk := k.m.zpk
+	zpk, index := k.m.zpk, k.m.zpkIndex
 	k.m.mu.Unlock()
 	if zpk == 0 {
-		return nil, errors.New("hsm: no zone PIN key is set")
+		return nil, 0, errors.New("hsm: no zone PIN key is set")
 	}
 	var out []byte
 	err := k.m.retry(k.tpk, pkcs11.CKK_DES2, func(th pkcs11.ObjectHandle) error {
@@ -221,7 +221,7 @@ func (k *Keys) TranslatePIN(block []byte, pan string) ([]byte, error) {
 			})
 		})
 	})
-	return out, err
+	return out, index, err
 }
 
 // checkFormat0 checks a clear ISO 9564 format-0 block against the PAN without forming the PIN.
