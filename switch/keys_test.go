@@ -58,6 +58,17 @@ func TestKeysNeverInTheClear(t *testing.T) {
 			}
 		}
 	}
+	// a zone PIN key change: the new key (known in clear only to the HSM and the issuer) and the
+	// zone master key it travelled under are looked for too
+	_, err = s.RotateZPK(context.Background())
+	require.NoError(t, err)
+	d := s.SignedOn("10000001")
+	r, err := d.Purchase(good, 100)
+	require.Equal(t, rc.Approved, code(t, r, err))
+	zmk, err := hex.DecodeString(s.Config.Issuer.Sim.ZMK)
+	require.NoError(t, err)
+	require.NotNil(t, s.Sim.Issuer.ZoneKeyAt(1))
+	secrets = append(secrets, zmk, s.Sim.Issuer.ZoneKeyAt(1))
 	resp, err := http.Get("http://" + s.Admin + "/metrics")
 	require.NoError(t, err)
 	metricsText, _ := io.ReadAll(resp.Body)

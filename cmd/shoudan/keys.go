@@ -1,11 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/shoudan/shoudan/switch/app"
 	"github.com/shoudan/shoudan/switch/hsm"
@@ -14,14 +21,17 @@ import (
 )
 
 func keysCmd(cfgPath *string) *cobra.Command {
-	c := &cobra.Command{Use: "keys", Short: "Key ceremonies: enter terminal master keys and the zone PIN key into the security module"}
-	for _, usage := range []string{"TMK", "ZPK"} {
+	c := &cobra.Command{Use: "keys", Short: "Key ceremonies (terminal master keys, the zone PIN and zone master keys) and zone PIN key changes"}
+	for _, usage := range []string{"TMK", "ZPK", "ZMK"} {
 		var tid, expect string
 		var n int
 		var print bool
 		use, short := "import-tmk --tid TID", "Enter a terminal's master key from 2 or 3 components; its block replaces the terminal's tmk in the config"
-		if usage == "ZPK" {
+		switch usage {
+		case "ZPK":
 			use, short = "import-zpk", "Enter the zone PIN key shared with the issuer from 2 or 3 components; its block replaces issuer.zone_key (a live rotation)"
+		case "ZMK":
+			use, short = "import-zmk", "Enter the zone master key (AES) shared with the issuer from 2 or 3 components; its block replaces issuer.zone_master_key, which key changes (keys rotate-zpk) send new zone PIN keys under"
 		}
 		cmd := &cobra.Command{
 			Use:   use,
@@ -44,12 +54,85 @@ component is written anywhere.`,
 		cmd.Flags().IntVar(&n, "components", 2, "number of components: 2 or 3")
 		cmd.Flags().StringVar(&expect, "kcv", "", "the combined key's check value from the key form (default: asked at the end)")
 		cmd.Flags().BoolVar(&print, "print", false, "print the block instead of writing it into the config")
-		if usage == "ZPK" {
+		if usage != "TMK" {
 			cmd.Flags().MarkHidden("tid")
 		}
 		c.AddCommand(cmd)
 	}
+	c.AddCommand(&cobra.Command{
+		Use:   "rotate-zpk",
+		Short: "Change the zone PIN key over the issuer link now (the running switch, through its admin port)",
+		Long: `Change the zone PIN key over the issuer link now. The running switch's security module generates
+a new key, every issuer endpoint with a live connection is sent it under the zone master key
+(0800, F70 101) and must accept it; only then does the switch use it (F53 carries its index), and
+its other nodes follow within seconds. PIN transactions under way are not disturbed: the issuer
+keeps the previous key by its index. A refused change leaves the old key in use.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return adminCall(cmd.OutOrStdout(), *cfgPath, http.MethodPost, "/keys/rotate-zpk")
+		},
+	})
+	c.AddCommand(&cobra.Command{
+		Use:   "zone",
+		Short: "Show the zone PIN key in use (index, check value) and the last key changes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return adminCall(cmd.OutOrStdout(), *cfgPath, http.MethodGet, "/keys/zone")
+		},
+	})
 	return c
+}
+
+// adminCall calls the running switch's admin endpoint path (admin.addr of the config, with
+// admin.token_file's token and admin.tls's certificate when set) and prints the answer.
+func adminCall(out io.Writer, cfgPath, method, path string) error {
+	p, err := configPath(cfgPath)
+	if err != nil {
+		return err
+	}
+	c, _, err := app.Load(p)
+	if err != nil {
+		return err
+	}
+	if c.Admin.Addr == "" {
+		return fmt.Errorf("%s: no admin.addr: the running switch is reached through its admin port", p)
+	}
+	scheme, client := "http", &http.Client{Timeout: 30 * time.Second}
+	if c.Admin.TLS.Cert != "" {
+		pem, err := os.ReadFile(c.Admin.TLS.Cert)
+		if err != nil {
+			return fmt.Errorf("admin.tls.cert: %w", err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		scheme, client.Transport = "https", &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
+	req, err := http.NewRequest(method, scheme+"://"+c.Admin.Addr+path, nil)
+	if err != nil {
+		return err
+	}
+	if c.Admin.TokenFile != "" {
+		tok, err := os.ReadFile(c.Admin.TokenFile)
+		if err != nil {
+			return fmt.Errorf("admin.token_file: %w", err)
+		}
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("the switch's admin port %s (is `shoudan serve` running?): %w", c.Admin.Addr, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, body, "", "  ") == nil {
+		body = append(pretty.Bytes(), '\n')
+	}
+	out.Write(body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	return nil
 }
 
 func runCeremony(in io.Reader, out io.Writer, cfgPath, usage, tid string, n int, expect string, print bool) error {
@@ -65,6 +148,9 @@ func runCeremony(in io.Reader, out io.Writer, cfgPath, usage, tid string, n int,
 		return err
 	}
 	what := "the issuer zone"
+	if usage == "ZMK" {
+		tid = app.ZMKKey
+	}
 	if usage == "TMK" {
 		found := false
 		for _, t := range reg.Terminals() {

@@ -63,6 +63,21 @@ func TestKeyCeremonyWritesOnlyAWrappedBlock(t *testing.T) {
 	c, _, err := app.Load(cfg)
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(c.Issuer.ZoneKey, "KB1.ZPK."), c.Issuer.ZoneKey)
+
+	// the zone master key: AES, 32 or 64 hex digits per component, its check value AES-ECB of zeros
+	z1, z2 := c1+c1, c2+c2
+	zclear := append(append([]byte(nil), clear...), clear...)
+	zkcv, _ := keys.KCVAES(zclear)
+	out.Reset()
+	require.ErrorContains(t, runCeremony(strings.NewReader(c1+"\n"+c2+"\n"), &out, cfg, "ZMK", "", 2, kcv, false), "nothing stored", "a DES check value for an AES key")
+	require.NoError(t, runCeremony(strings.NewReader(z1+"\n"+z2+"\n"), &out, cfg, "ZMK", "", 2, zkcv, false))
+	require.Contains(t, out.String(), "32 or 64 hex digits")
+	c, _, err = app.Load(cfg)
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(c.Issuer.ZoneMasterKey, "KB1.ZMK."), c.Issuer.ZoneMasterKey)
+	require.Contains(t, c.Issuer.ZoneMasterKey, "."+zkcv+".")
+	after, _ = os.ReadFile(cfg)
+	require.NotContains(t, strings.ToUpper(string(after)), strings.ToUpper(hex.EncodeToString(zclear)))
 	for _, f := range []string{"pin", "so-pin"} {
 		st, err := os.Stat(filepath.Join(dir, "hsm", f))
 		require.NoError(t, err)

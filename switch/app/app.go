@@ -29,6 +29,7 @@ import (
 	"github.com/shoudan/shoudan/issuerlink"
 	"github.com/shoudan/shoudan/issuerlink/sim"
 	"github.com/shoudan/shoudan/spec"
+	"github.com/shoudan/shoudan/spec/keys"
 	"github.com/shoudan/shoudan/spec/upstream"
 	posswitch "github.com/shoudan/shoudan/switch"
 	"github.com/shoudan/shoudan/switch/backoffice"
@@ -97,6 +98,16 @@ type App struct {
 
 	settleCfg  atomic.Pointer[settlement.Config]
 	settleDone chan struct{}
+
+	// the zone PIN key in use and the zone master key key changes send it under (zone.go)
+	zmu       sync.Mutex
+	zone      zoneState
+	zbase     string // zoneBase of the issuer.zone_key in use
+	zmk       keys.Block
+	zmkErr    error // why there is no usable zone master key
+	zpkEvery  atomic.Int64
+	startedAt time.Time
+	zoneDone  chan struct{}
 }
 
 // NewLogger builds the configured slog logger writing to w.
@@ -179,7 +190,7 @@ func openJournal(ctx context.Context, c *Config, log *slog.Logger, create bool) 
 // A failure stops whatever was started (nothing is left running, the private PostgreSQL
 // included) and is one line: what, where, and the fix.
 func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Logger) (_ *App, err error) {
-	a := &App{Config: c, Registry: terminals.NewHolder(reg), Log: log, fwdDone: make(chan struct{}), reloaded: make(chan error, 16)}
+	a := &App{Config: c, Registry: terminals.NewHolder(reg), Log: log, fwdDone: make(chan struct{}), reloaded: make(chan error, 16), startedAt: time.Now()}
 	defer func() { // a, not the result (nil on failure), is what was started
 		if err != nil {
 			a.Close(context.Background())
@@ -235,6 +246,14 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 	}
 	lc := c.LinkConfig(simAddr)
 	lc.Log = log
+	// the key a key change brought, sent by every connection after sign-on from the first
+	zk, zkOK, err := a.recordedZone(ctx, zoneBase(c))
+	if err != nil {
+		return nil, err
+	}
+	if zkOK {
+		lc.KeyChange = keyChangeOf(zk)
+	}
 	var stopTLS func()
 	if lc.TLS, stopTLS, err = c.linkTLS(log); err != nil {
 		return nil, err
@@ -254,6 +273,11 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 		SignOnLimit: posswitch.SignOnLimit{Max: c.SignOn.Max, Window: c.SignOn.Window}}
 	if err := a.startKeys(a.Registry.Get()); err != nil {
 		return nil, err
+	}
+	if zkOK {
+		if err := a.useZone(zk); err != nil {
+			return nil, fmt.Errorf("%w: the zone_key table's newest row for this issuer.zone_key does not load under this security module", err)
+		}
 	}
 	a.Journal.SetRejectLimits(journal.RejectLimits{MaxRows: c.Rejects.MaxRows, MaxAge: c.Rejects.MaxAge})
 	a.settleCfg.Store(c.Settlement)
@@ -294,6 +318,8 @@ func Start(ctx context.Context, c *Config, reg *terminals.Registry, log *slog.Lo
 			}
 		}}
 	go func() { fwd.Run(rctx); close(a.fwdDone) }()
+	a.zoneDone = make(chan struct{})
+	go func() { defer close(a.zoneDone); a.followZone(rctx) }()
 	a.follows = make(chan struct{})
 	go func() {
 		defer close(a.follows)
@@ -470,6 +496,8 @@ func (a *App) startAdmin(addr string) error {
 		fmt.Fprintf(w, "{\"depth\":%d,\"oldest_seconds\":%.1f}\n", d, o.Seconds())
 	})
 	mux.HandleFunc("/test-clock", a.testClock)
+	mux.HandleFunc("/keys/zone", a.zoneHandler)
+	mux.HandleFunc("/keys/rotate-zpk", a.zoneHandler)
 	if a.Config.Admin.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -724,6 +752,12 @@ func (a *App) close(ctx context.Context) {
 		}
 		if a.apiDone != nil {
 			<-a.apiDone
+		}
+		if a.zoneDone != nil { // a key change under way ends within the issuer timeout
+			select {
+			case <-a.zoneDone:
+			case <-ctx.Done():
+			}
 		}
 		<-a.maintDone
 	}

@@ -87,8 +87,15 @@ type Config struct {
 		Addrs   []string      `yaml:"addrs"`
 		Timeout time.Duration `yaml:"timeout"`
 		ZoneKey string        `yaml:"zone_key"`
-		Conns   int           `yaml:"conns"`         // connections per issuer endpoint [4]
-		Echo    time.Duration `yaml:"echo_interval"` // echo an idle connection this often [30s]
+		// ZoneMasterKey is the AES key shared with the issuer that key changes send new zone
+		// PIN keys under: a KB1.ZMK block (`shoudan keys import-zmk`), demo (the simulated
+		// issuer's zmk) or "" (no key changes: the zone PIN key changes only by a ceremony).
+		ZoneMasterKey string `yaml:"zone_master_key"`
+		// ZPKRotation changes the zone PIN key over the link this often (0 = only when asked:
+		// `shoudan keys rotate-zpk`).
+		ZPKRotation time.Duration `yaml:"zpk_rotation"`
+		Conns       int           `yaml:"conns"`         // connections per issuer endpoint [4]
+		Echo        time.Duration `yaml:"echo_interval"` // echo an idle connection this often [30s]
 		// TLS dials every issuer endpoint over TLS (checked with its lines in issuer_config.go).
 		TLS IssuerTLS `yaml:"-"`
 		// Routes, BINs and DefaultRoute are read with their lines (issuer_config.go).
@@ -311,6 +318,14 @@ func (c *Config) check() error {
 		if _, err := keys.ParseBlock(z, "ZPK"); err != nil {
 			return fmt.Errorf("issuer.zone_key: %v", err)
 		}
+	}
+	if z := strings.TrimSpace(c.Issuer.ZoneMasterKey); z != "demo" && z != "" {
+		if _, err := keys.ParseBlock(z, "ZMK"); err != nil {
+			return fmt.Errorf("issuer.zone_master_key: %v", err)
+		}
+	}
+	if r := c.Issuer.ZPKRotation; r != 0 && (r < time.Minute || c.Issuer.ZoneMasterKey == "") {
+		return fmt.Errorf("issuer.zpk_rotation: expected 0 (off) or at least 1m with issuer.zone_master_key set, found %s (zone_master_key %q)", r, c.Issuer.ZoneMasterKey)
 	}
 	if c.Admin.Addr != "" {
 		if err := CheckExposure("admin.addr", c.Admin.Addr, c.Admin.TLS.Cert != "" && c.Admin.TLS.Key != "", c.Admin.TokenFile != ""); err != nil {

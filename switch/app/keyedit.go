@@ -9,8 +9,11 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
+// ZMKKey is the tid SetKey takes for issuer.zone_master_key.
+const ZMKKey = "issuer.zone_master_key"
+
 // SetKey writes a key block into a config file in place: the tmk of terminal tid, or
-// issuer.zone_key when tid is "". The rest of the file is kept byte for byte; the result must
+// issuer.zone_key when tid is "" (issuer.zone_master_key when it is ZMKKey). The rest of the file is kept byte for byte; the result must
 // load, or the file is left untouched. The file is replaced atomically, so a watching switch
 // applies the new key live.
 func SetKey(path, tid, block string) error {
@@ -52,6 +55,9 @@ func SetKey(path, tid, block string) error {
 		if tid == "" {
 			return fmt.Errorf("%s: no issuer.zone_key to replace: add `zone_key: demo` under issuer and run again", path)
 		}
+		if tid == ZMKKey {
+			return fmt.Errorf("%s: no issuer.zone_master_key to replace: add `zone_master_key: demo` under issuer and run again", path)
+		}
 		return fmt.Errorf("%s: no terminal %s in the terminals section", path, tid)
 	}
 	out := []byte(strings.Join(lines, ""))
@@ -92,6 +98,9 @@ func findKey(root *yaml.Node, tid string) (val, parent *yaml.Node) {
 	}
 	if tid == "" {
 		return get(get(root, "issuer"), "zone_key"), nil
+	}
+	if tid == ZMKKey {
+		return get(get(root, "issuer"), "zone_master_key"), nil
 	}
 	ts := get(root, "terminals")
 	if ts == nil || ts.Kind != yaml.SequenceNode {

@@ -12,6 +12,7 @@ import (
 	posswitch "github.com/shoudan/shoudan/switch"
 	"github.com/shoudan/shoudan/switch/hsm"
 	"github.com/shoudan/shoudan/switch/journal"
+	"github.com/shoudan/shoudan/switch/metrics"
 	"github.com/shoudan/shoudan/terminals"
 	"github.com/shoudan/shoudan/terminals/device"
 	"golang.org/x/sys/unix"
@@ -22,8 +23,12 @@ import (
 type Security interface {
 	posswitch.SecurityModule
 	Import(usage string, clear []byte) (keys.Block, error)
-	ComponentKCV(c []byte) (string, error)
-	SetZoneKey(b keys.Block) error
+	ComponentKCV(usage string, c []byte) (string, error)
+	// SetZoneKey makes b the zone PIN key, with its index (F53).
+	SetZoneKey(b keys.Block, index int) error
+	// NewZoneKey generates a zone PIN key: its block, and the key wrapped under the zone
+	// master key zmk for a key change.
+	NewZoneKey(zmk keys.Block) (keys.Block, []byte, error)
 	KEKID() string
 	Close()
 }
@@ -77,12 +82,15 @@ func (m pkcs11Module) OpenKeys(sealed []byte) (posswitch.WorkingKeys, error) {
 
 type softwareModule struct{ *posswitch.Software }
 
-func (s *softwareModule) ComponentKCV(c []byte) (string, error) {
+func (s *softwareModule) ComponentKCV(usage string, c []byte) (string, error) {
+	if usage == "ZMK" {
+		return keys.KCVAES(c)
+	}
 	kcv, err := keys.KCV(c)
 	return fmt.Sprintf("%X", kcv[:min(3, len(kcv))]), err
 }
 
-func (s *softwareModule) SetZoneKey(b keys.Block) error {
+func (s *softwareModule) SetZoneKey(b keys.Block, index int) error {
 	if b.KEK != posswitch.SoftwareKEK {
 		return fmt.Errorf("zone PIN key: wrapped under KEK %s, not the software module's", b.KEK)
 	}
@@ -90,7 +98,7 @@ func (s *softwareModule) SetZoneKey(b keys.Block) error {
 	if err != nil {
 		return fmt.Errorf("zone PIN key: block does not open")
 	}
-	s.ZoneKey = k
+	s.SetZone(k, index)
 	return nil
 }
 
@@ -137,10 +145,30 @@ func (a *App) startKeys(reg *terminals.Registry) error {
 	if err != nil {
 		return fmt.Errorf("issuer.zone_key: %w", err)
 	}
-	if err := a.Security.SetZoneKey(zb); err != nil {
+	if err := a.Security.SetZoneKey(zb, 0); err != nil {
 		return fmt.Errorf("issuer.zone_key: %w", err)
 	}
+	a.zmu.Lock()
+	a.zone, a.zbase = zoneState{kcv: zb.KCV}, zoneBase(a.Config)
+	a.zmu.Unlock()
+	a.setZMK(a.Config)
+	metrics.ZoneKeyIndex.Set(0)
 	return nil
+}
+
+// setZMK loads issuer.zone_master_key (a key change needs it; its absence is reported then).
+func (a *App) setZMK(c *Config) {
+	b, err := zmkBlock(c, a.Security)
+	if err == nil && b.KEK != a.Security.KEKID() {
+		err = fmt.Errorf("issuer.zone_master_key: its block is wrapped under KEK %s, this security module's KEK is %s: enter it again with `shoudan keys import-zmk`", b.KEK, a.Security.KEKID())
+	}
+	a.zmu.Lock()
+	a.zmk, a.zmkErr = b, err
+	a.zmu.Unlock()
+	a.zpkEvery.Store(int64(c.Issuer.ZPKRotation))
+	if err == nil && strings.TrimSpace(c.Issuer.ZoneMasterKey) == "demo" && len(c.Issuer.Addrs) > 0 {
+		a.Log.Warn("issuer.zone_master_key: demo is the simulated issuer's published key; enter the real one with `shoudan keys import-zmk`")
+	}
 }
 
 // checkKeys validates a reloaded config's keys against the module and applies a changed zone
@@ -152,15 +180,26 @@ func (a *App) checkKeys(c *Config, reg *terminals.Registry) error {
 		}
 	}
 	if c.Issuer.ZoneKey != a.Config.Issuer.ZoneKey {
+		// a new ceremony: the key agreed out of band, index 00; the key changes since the old
+		// one are history
 		zb, err := zoneKey(c, a.Security)
 		if err == nil {
-			err = a.Security.SetZoneKey(zb)
+			err = a.Security.SetZoneKey(zb, 0)
 		}
 		if err != nil {
 			return fmt.Errorf("issuer.zone_key: %w", err)
 		}
+		a.Link.SetKeyChange(nil)
+		a.zmu.Lock()
+		a.zone, a.zbase = zoneState{kcv: zb.KCV}, zoneBase(c)
+		a.zmu.Unlock()
 		a.Config.Issuer.ZoneKey = c.Issuer.ZoneKey
-		a.Log.Info("zone PIN key changed", "kcv", zb.KCV)
+		metrics.ZoneKeyIndex.Set(0)
+		a.Log.Info("zone PIN key changed (issuer.zone_key: index 00)", "kcv", zb.KCV)
+	}
+	if c.Issuer.ZoneMasterKey != a.Config.Issuer.ZoneMasterKey || c.Issuer.ZPKRotation != a.Config.Issuer.ZPKRotation {
+		a.setZMK(c)
+		a.Config.Issuer.ZoneMasterKey, a.Config.Issuer.ZPKRotation = c.Issuer.ZoneMasterKey, c.Issuer.ZPKRotation
 	}
 	return nil
 }

@@ -53,12 +53,19 @@ var (
 	SAFDelivered = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoudan_saf_reversals_total", Help: "Store-and-forward reversal attempts by result (acked, retry).",
 	}, []string{"result"})
+	ZoneKeyIndex = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "shoudan_zone_key_index", Help: "Index (F53) of the zone PIN key PIN blocks are translated to: 0 = issuer.zone_key, 1-99 = sent by a key change.",
+	})
+	ZoneKeyChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoudan_zone_key_changes_total", Help: "Zone PIN key changes over the issuer link by result (done, failed).",
+	}, []string{"result"})
 )
 
 func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		Transactions, RuleHits, TerminalLatency, IssuerLatency, JournalLatency, JournalGroup, ConnectedTerminals,
-		FormatErrors, LateAnswers, ConfigReloads, SAFDelivered, Rejects, RejectsDropped, SignOns, Unauthenticated, TLSHandshakeFailures)
+		FormatErrors, LateAnswers, ConfigReloads, SAFDelivered, Rejects, RejectsDropped, SignOns, Unauthenticated, TLSHandshakeFailures,
+		ZoneKeyIndex, ZoneKeyChanges)
 }
 
 // Unauthenticated frames (issue 18).
