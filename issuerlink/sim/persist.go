@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoudan/shoudan/spec"
@@ -21,7 +23,11 @@ import (
 //
 //   - every change is appended to <dir>/ledger.log as one JSON line: the authorisations it
 //     touched and the balances of their cards; at open, and every compactEvery lines, the
-//     retained state is written to <dir>/ledger.snap and the log starts again;
+//     retained state is written to <dir>/ledger.snap and the log starts again. While running,
+//     the state is copied under the lock and written in the background (the log in use is
+//     moved to ledger.log.old and a new one begins), so requests are never held up by the
+//     write: every record carries absolute values, so replaying ledger.log.old over a newer
+//     snapshot after a crash gives the same books;
 //   - authorisations are kept for Retention (what voids, reversals and the clearing file
 //     need: a void is same-day, a reversal follows within minutes, the clearing file is
 //     daily) and at most MaxAuths of them; older ones are forgotten, oldest first, and a
@@ -29,11 +35,13 @@ import (
 //   - PANs are never written: a card is named by a keyed hash (HMAC-SHA256 under a key
 //     derived from the zone key) and shown masked.
 
+// compactEvery is how many changes the log takes before a snapshot (a variable for tests).
+var compactEvery = 200000
+
 // Bounds of the ledger's memory.
 const (
 	DefaultRetention = 72 * time.Hour
 	DefaultMaxAuths  = 500000
-	compactEvery     = 200000
 )
 
 type diskAuth struct {
@@ -68,7 +76,12 @@ type ledgerFile struct {
 	f     *os.File
 	w     *bufio.Writer
 	lines int
-	err   error // the first write error, shown by the control endpoint
+	err   error             // the first write error, shown by the control endpoint
+	refOf map[string]string // PAN -> ref of the configured cards (an HMAC per authorisation cost seconds per snapshot)
+	// compacting is set while a snapshot is written in the background; wg waits for it
+	compacting atomic.Bool
+	wg         sync.WaitGroup
+	bgErr      atomic.Pointer[error]
 }
 
 func (p *ledgerFile) ref(pan string) string {
@@ -87,9 +100,10 @@ func (l *Ledger) Persist(dir string, key []byte) error {
 	}
 	mk := hmac.New(sha256.New, key)
 	mk.Write([]byte("shoudan sim ledger"))
-	p := &ledgerFile{dir: dir, key: mk.Sum(nil), byRef: map[string]string{}}
+	p := &ledgerFile{dir: dir, key: mk.Sum(nil), byRef: map[string]string{}, refOf: map[string]string{}}
 	for pan := range l.cards {
-		p.byRef[p.ref(pan)] = pan
+		r := p.ref(pan)
+		p.byRef[r], p.refOf[pan] = pan, r
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "ledger.snap")); err == nil {
 		var c diskChange
@@ -100,7 +114,13 @@ func (l *Ledger) Persist(dir string, key []byte) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if f, err := os.Open(filepath.Join(dir, "ledger.log")); err == nil {
+	// ledger.log.old: the log of a background snapshot that did not finish (or finished and
+	// was not removed yet: replaying it again changes nothing)
+	for _, name := range []string{"ledger.log.old", "ledger.log"} {
+		f, err := os.Open(filepath.Join(dir, name))
+		if err != nil {
+			continue
+		}
 		sc := bufio.NewScanner(f)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
@@ -137,27 +157,35 @@ func (l *Ledger) apply(p *ledgerFile, c diskChange) {
 	}
 }
 
+func (p *ledgerFile) card(pan string) string {
+	if r, ok := p.refOf[pan]; ok {
+		return r
+	}
+	return p.ref(pan)
+}
+
 func (p *ledgerFile) disk(a *Auth) diskAuth {
-	return diskAuth{Key: a.Key, Card: p.ref(a.PAN), Masked: spec.MaskPAN(a.PAN), Kind: a.Kind, Amount: a.Amount, State: a.State, AuthCode: a.AuthCode,
+	return diskAuth{Key: a.Key, Card: p.card(a.PAN), Masked: spec.MaskPAN(a.PAN), Kind: a.Kind, Amount: a.Amount, State: a.State, AuthCode: a.AuthCode,
 		Of: a.Of, Reversals: a.Reversals, Repeats: a.Repeats, RRN: a.RRN, Trace: a.Trace, Transmission: a.Transmission, MID: a.MID, TID: a.TID,
 		At: a.At, Added: a.Added}
 }
 
-// compact writes the retained state as the snapshot and starts an empty log.
-func (l *Ledger) compact() error {
+// state is the retained state as a snapshot (under the lock).
+func (l *Ledger) state() diskChange {
 	p := l.file
-	if p.f != nil {
-		_ = p.w.Flush()
-		_ = p.f.Close()
-		p.f = nil
-	}
-	c := diskChange{Balances: map[string]int64{}}
+	c := diskChange{Balances: map[string]int64{}, Auths: make([]diskAuth, 0, len(l.order))}
 	for _, k := range l.order {
-		c.Auths = append(c.Auths, p.disk(l.auths[k]))
+		if a := l.auths[k]; a != nil {
+			c.Auths = append(c.Auths, p.disk(a))
+		}
 	}
 	for pan, card := range l.cards {
-		c.Balances[p.ref(pan)] = card.Balance
+		c.Balances[p.card(pan)] = card.Balance
 	}
+	return c
+}
+
+func (p *ledgerFile) writeSnap(c diskChange) error {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return err
@@ -169,11 +197,76 @@ func (l *Ledger) compact() error {
 	if err := os.Rename(snap+".tmp", snap); err != nil {
 		return err
 	}
+	// the snapshot holds everything the old log did
+	if err := os.Remove(filepath.Join(p.dir, "ledger.log.old")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func (p *ledgerFile) openLog() error {
 	f, err := os.OpenFile(filepath.Join(p.dir, "ledger.log"), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("ledger %s: %w", p.dir, err)
 	}
 	p.f, p.w, p.lines = f, bufio.NewWriterSize(f, 4096), 0
+	return nil
+}
+
+func (p *ledgerFile) closeLog() {
+	if p.f != nil {
+		_ = p.w.Flush()
+		_ = p.f.Close()
+		p.f = nil
+	}
+}
+
+// compact writes the retained state as the snapshot and starts an empty log, now (at open and
+// at close; under the lock, no background snapshot under way).
+func (l *Ledger) compact() error {
+	p := l.file
+	p.closeLog()
+	if err := p.writeSnap(l.state()); err != nil {
+		return err
+	}
+	return p.openLog()
+}
+
+// compactBehind starts a snapshot in the background (under the lock): the state is copied,
+// the log in use becomes ledger.log.old and a new log begins at once.
+func (l *Ledger) compactBehind() error {
+	p := l.file
+	if !p.compacting.CompareAndSwap(false, true) {
+		return nil // the previous one is still being written: the log grows a little longer
+	}
+	c := l.state()
+	p.closeLog()
+	if err := os.Rename(filepath.Join(p.dir, "ledger.log"), filepath.Join(p.dir, "ledger.log.old")); err != nil {
+		p.compacting.Store(false)
+		_ = p.openLogAppend()
+		return fmt.Errorf("ledger %s: %w", p.dir, err)
+	}
+	if err := p.openLog(); err != nil {
+		p.compacting.Store(false)
+		return err
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer p.compacting.Store(false)
+		if err := p.writeSnap(c); err != nil {
+			p.bgErr.Store(&err)
+		}
+	}()
+	return nil
+}
+
+func (p *ledgerFile) openLogAppend() error {
+	f, err := os.OpenFile(filepath.Join(p.dir, "ledger.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	p.f, p.w = f, bufio.NewWriterSize(f, 4096)
 	return nil
 }
 
@@ -221,8 +314,11 @@ func (l *Ledger) save(req *upstream.Message) {
 		p.err = err
 	}
 	p.lines++
+	if e := p.bgErr.Swap(nil); e != nil && p.err == nil {
+		p.err = *e
+	}
 	if p.lines >= compactEvery {
-		if err := l.compact(); err != nil && p.err == nil {
+		if err := l.compactBehind(); err != nil && p.err == nil {
 			p.err = err
 		}
 	}
@@ -284,6 +380,7 @@ func (l *Ledger) Close() error {
 	if l.file == nil || l.file.f == nil {
 		return nil
 	}
+	l.file.wg.Wait() // a background snapshot (it takes no lock)
 	err := l.compact()
 	if l.file.f != nil {
 		_ = l.file.w.Flush()
