@@ -248,3 +248,36 @@ func TestCheckNamesCoverSteps(t *testing.T) {
 	trace := "frame,terminal,signed-on,mac,device,merchant-trading"
 	assert.Equal(t, trace, journal.ChecksTrace(journal.TraceChecks(trace)))
 }
+
+// TestRecoveryForgetsStoppedNodesFloors: a node that stopped for good left its floor, the ids of
+// its last day; after a recovery (which handled every pending row from the smallest floor on) that
+// floor no longer pins the next recovery to those ids, while a running node's floor is kept and a
+// pending row below a live floor is still found.
+func TestRecoveryForgetsStoppedNodesFloors(t *testing.T) {
+	s := switchtest.Start(t, switchtest.Options{})
+	d := s.SignedOn("10000001")
+	p, err := d.Purchase(good, 100)
+	require.Equal(t, rc.Approved, code(t, p, err))
+	ctx := t.Context()
+	_, err = s.Journal.Pool.Exec(ctx, `INSERT INTO journal_floor (node, floor, at) VALUES ('gone:/old', 1, now() - interval '3 days'), ('alive:/x', 2, now())`)
+	require.NoError(t, err)
+	f, err := s.Journal.RecoveryFloor(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), f, "the stopped node's floor pins recovery to id 1: a scan of every day")
+	sw := &posswitch.Switch{Journal: s.Journal, Link: s.Link, Registry: s.Registry, Log: s.Log, Now: time.Now}
+	_, err = sw.Recover(ctx)
+	require.NoError(t, err)
+	var nodes []string
+	rows, err := s.Journal.Pool.Query(ctx, "SELECT node FROM journal_floor ORDER BY node")
+	require.NoError(t, err)
+	for rows.Next() {
+		var n string
+		require.NoError(t, rows.Scan(&n))
+		nodes = append(nodes, n)
+	}
+	require.NotContains(t, nodes, "gone:/old")
+	require.Contains(t, nodes, "alive:/x", "a node that wrote its floor just now is running: kept")
+	f, err = s.Journal.RecoveryFloor(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), f)
+}

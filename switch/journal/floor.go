@@ -106,3 +106,16 @@ func (j *Journal) RecoveryFloor(ctx context.Context) (int64, error) {
 	}
 	return *low, nil
 }
+
+// ForgetStaleFloors deletes the floors of nodes that have not written theirs for longer than
+// olderThan (a running node writes it every few seconds). Call it only after a recovery from
+// RecoveryFloor finished: their pending rows were handled by it. Otherwise a node that stopped
+// for good would pin every later recovery to the ids of its last day, a scan that grows with the
+// journal's history.
+func (j *Journal) ForgetStaleFloors(ctx context.Context, olderThan time.Duration) (int64, error) {
+	tag, err := j.Pool.Exec(ctx, "DELETE FROM journal_floor WHERE at < now() - $1::interval", fmt.Sprintf("%d milliseconds", olderThan.Milliseconds()))
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return tag.RowsAffected(), nil
+}
