@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -17,6 +18,8 @@ import (
 	"github.com/shoudan/shoudan/switch/app"
 	"github.com/shoudan/shoudan/switch/hsm"
 	"github.com/shoudan/shoudan/switch/journal"
+	"github.com/shoudan/shoudan/terminals"
+	"github.com/shoudan/shoudan/terminals/registrydb"
 	"github.com/spf13/cobra"
 )
 
@@ -151,13 +154,32 @@ func runCeremony(in io.Reader, out io.Writer, cfgPath, usage, tid string, n int,
 	if usage == "ZMK" {
 		tid = app.ZMKKey
 	}
+	inDB := "" // the terminal's MID when it is registered in the registry database only
 	if usage == "TMK" {
 		found := false
 		for _, t := range reg.Terminals() {
 			found = found || t.TID == tid
 		}
 		if !found {
-			return fmt.Errorf("--tid %s: not a terminal of %s", tid, path)
+			// registered from the console or `shoudan terminals`: its tmk lives in the database
+			err := withRegistry(context.Background(), cfgPath, func(s *registrydb.Store) error {
+				r, err := s.Load(context.Background())
+				if err != nil {
+					return err
+				}
+				for _, t := range r.Terminals() {
+					if t.TID == tid {
+						inDB = t.MID
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("--tid %s: not a terminal of %s, and the registry database could not be read: %w", tid, path, err)
+			}
+			if inDB == "" {
+				return fmt.Errorf("--tid %s: not a terminal of %s nor of the registry database", tid, path)
+			}
 		}
 		what = "terminal " + tid
 	}
@@ -183,6 +205,19 @@ func runCeremony(in io.Reader, out io.Writer, cfgPath, usage, tid string, n int,
 	}
 	if print {
 		fmt.Fprintln(out, b.String())
+		return nil
+	}
+	if inDB != "" {
+		err := withRegistry(context.Background(), cfgPath, func(s *registrydb.Store) error {
+			_, err := s.EditTerminal(context.Background(), "keys import-tmk by "+osUser(), tid, inDB, func(t *terminals.TerminalSpec) {
+				t.TMK, t.TMKSealed = b.String(), ""
+			})
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("the key was not written to the registry database (%v); its block is %s", err, b.String())
+		}
+		fmt.Fprintf(out, "Written to terminal %s in the registry database (every node applies it live).\n", tid)
 		return nil
 	}
 	if err := app.SetKey(path, tid, b.String()); err != nil {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +12,10 @@ import (
 
 	"github.com/shoudan/shoudan/spec/keys"
 	"github.com/shoudan/shoudan/switch/app"
+	"github.com/shoudan/shoudan/switch/journal"
+	"github.com/shoudan/shoudan/switch/switchtest"
+	"github.com/shoudan/shoudan/terminals"
+	"github.com/shoudan/shoudan/terminals/registrydb"
 	"github.com/stretchr/testify/require"
 )
 
@@ -22,6 +28,7 @@ func TestKeyCeremonyWritesOnlyAWrappedBlock(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "shoudan.yaml")
 	y := strings.Replace(string(app.Demo), "data_dir: ./data", "data_dir: "+dir, 1)
+	y = strings.Replace(y, `url: ""`, fmt.Sprintf("url: %q", switchtest.Database(t)), 1) // for the registry terminal at the end
 	require.NoError(t, os.WriteFile(cfg, []byte(y), 0o644))
 	c1, c2 := "0123456789ABCDEF0123456789ABCDEF", "1032547698BADCFE1133557799BBDDFF"
 	clear := make([]byte, 16)
@@ -83,6 +90,49 @@ func TestKeyCeremonyWritesOnlyAWrappedBlock(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), f)
 	}
+	registryTerminalCeremony(t, dir, cfg) // the process's one embedded SoftHSM: the same directory
 }
 
 func unhexT(s string) []byte { b, _ := hex.DecodeString(s); return b }
+
+// A terminal registered in the registry database only (from the console or `shoudan
+// terminals`) gets its key there: the ceremony writes the block to the database, in the audit
+// log, and leaves the config file as it was.
+func registryTerminalCeremony(t *testing.T, dir, cfg string) {
+	yb, err := os.ReadFile(cfg)
+	require.NoError(t, err)
+	y := string(yb)
+	ctx := context.Background()
+	_, err = journal.LoadOrCreateKey(filepath.Join(dir, "journal.key")) // as the first serve did
+	require.NoError(t, err)
+	require.NoError(t, withRegistry(ctx, cfg, func(s *registrydb.Store) error {
+		_, err := s.RegisterTerminal(ctx, "test", terminals.TerminalSpec{TID: "30000001", MID: "898310058120001", Serial: "SN-DB-0001", TMK: "demo"})
+		return err
+	}))
+	c1, c2 := "0123456789ABCDEF0123456789ABCDEF", "1032547698BADCFE1133557799BBDDFF"
+	a, b := unhexT(c1), unhexT(c2)
+	clear := make([]byte, 16)
+	for i := range clear {
+		clear[i] = a[i] ^ b[i]
+	}
+	k, _ := keys.KCV(clear)
+	kcv := strings.ToUpper(hex.EncodeToString(k[:3]))
+	var out bytes.Buffer
+	require.NoError(t, runCeremony(strings.NewReader(c1+"\n"+c2+"\n"), &out, cfg, "TMK", "30000001", 2, kcv, false))
+	require.Contains(t, out.String(), "registry database")
+	after, _ := os.ReadFile(cfg)
+	require.Equal(t, y, string(after), "the config file is not where this terminal lives")
+	require.NoError(t, withRegistry(ctx, cfg, func(s *registrydb.Store) error {
+		r, err := s.Load(ctx)
+		require.NoError(t, err)
+		term := r.Terminal("30000001", "898310058120001")
+		require.NotNil(t, term)
+		require.False(t, term.DemoTMK)
+		require.Equal(t, kcv, term.TMK.KCV)
+		var n int
+		require.NoError(t, s.Pool.QueryRow(ctx, "SELECT count(*) FROM audit_log WHERE detail LIKE '%30000001%'").Scan(&n))
+		require.Positive(t, n, "the key change is in the audit log")
+		return nil
+	}))
+	require.ErrorContains(t, runCeremony(strings.NewReader(c1+"\n"+c2+"\n"), &out, cfg, "TMK", "39999999", 2, kcv, false), "nor of the registry database")
+}

@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/shoudan/shoudan/switch/app"
+	"github.com/shoudan/shoudan/switch/backoffice"
 	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/terminals"
 	"github.com/shoudan/shoudan/terminals/registrydb"
@@ -235,6 +237,10 @@ func withRegistry(ctx context.Context, cfgPath string, f func(*registrydb.Store)
 	}
 	return withJournal(ctx, cfgPath, func(j *journal.Journal) error {
 		s := registrydb.New(j.Pool, j.Vault)
+		// a change from the command line is in the audit log like one from the console
+		s.Audit = func(ctx context.Context, tx pgx.Tx, ch *registrydb.Change) error {
+			return backoffice.AuditIn(ctx, tx, ch.Who, backoffice.ActConfigChange, strings.Join(ch.Lines(), "; "))
+		}
 		if v, err := s.Version(ctx); err != nil {
 			return err
 		} else if v == 0 {
