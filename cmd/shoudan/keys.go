@@ -128,7 +128,7 @@ func adminCall(out io.Writer, cfgPath, method, path string) error {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	var pretty bytes.Buffer
-	if json.Indent(&pretty, body, "", "  ") == nil {
+	if json.Indent(&pretty, bytes.TrimSpace(body), "", "  ") == nil {
 		body = append(pretty.Bytes(), '\n')
 	}
 	out.Write(body)
