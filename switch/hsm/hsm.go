@@ -302,6 +302,12 @@ func (m *Module) ComponentKCV(usage string, c []byte) (string, error) {
 	if len(v) == 24 {
 		kt = pkcs11.CKK_DES3
 	}
+	return m.componentKCV(kt, pkcs11.CKM_DES3_ECB, v, 8)
+}
+
+// componentKCV is the check value of a clear value of key type kt (a ceremony's component or
+// combined key): a throw-away session object encrypts a zero block of n bytes under mech.
+func (m *Module) componentKCV(kt, mech uint, v []byte, n int) (string, error) {
 	var out string
 	err := m.session(func(s pkcs11.SessionHandle) error {
 		h, err := m.ctx.CreateObject(s, append(template(kt, false, false, pkcs11.CKA_ENCRYPT), pkcs11.NewAttribute(pkcs11.CKA_VALUE, v)))
@@ -309,9 +315,12 @@ func (m *Module) ComponentKCV(usage string, c []byte) (string, error) {
 			return fmt.Errorf("hsm: component: %w", err)
 		}
 		defer m.ctx.DestroyObject(s, h)
-		kcv, err := m.encrypt(s, h, pkcs11.CKM_DES3_ECB, nil, make([]byte, 8))
+		kcv, err := m.encrypt(s, h, mech, nil, make([]byte, n))
+		if err != nil {
+			return fmt.Errorf("hsm: component check value: %w", err)
+		}
 		out = strings.ToUpper(hex.EncodeToString(kcv[:3]))
-		return err
+		return nil
 	})
 	return out, err
 }

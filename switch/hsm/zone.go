@@ -49,18 +49,7 @@ func (m *Module) aesKCV(c []byte) (string, error) {
 	if len(c) != 16 && len(c) != 32 {
 		return "", fmt.Errorf("component: expected an AES key of 16 or 32 bytes, found %d", len(c))
 	}
-	var out string
-	err := m.session(func(s pkcs11.SessionHandle) error {
-		h, err := m.ctx.CreateObject(s, append(aesTemplate(false, pkcs11.CKA_ENCRYPT), pkcs11.NewAttribute(pkcs11.CKA_VALUE, c)))
-		if err != nil {
-			return fmt.Errorf("hsm: component: %w", err)
-		}
-		defer m.ctx.DestroyObject(s, h)
-		kcv, err := m.encrypt(s, h, pkcs11.CKM_AES_ECB, nil, make([]byte, 16))
-		out = strings.ToUpper(hex.EncodeToString(kcv[:3]))
-		return err
-	})
-	return out, err
+	return m.componentKCV(pkcs11.CKK_AES, pkcs11.CKM_AES_ECB, c, 16)
 }
 
 // NewZoneKey generates a zone PIN key inside the token and returns it twice, never in clear: as
