@@ -408,6 +408,7 @@ func (a *App) startRefunds(ctx context.Context) error {
 	a.Refunds.Lease = 2*c.Issuer.Timeout + time.Second
 	a.Refunds.Notify.Backoff, a.Refunds.Notify.MaxBackoff = c.Notify.Backoff, c.Notify.MaxBackoff
 	a.Refunds.Notify.Expiry, a.Refunds.Notify.Timeout = c.Notify.Expiry, c.Notify.Timeout
+	a.Refunds.Notify.Keep = time.Duration(c.Notify.KeepDays) * 24 * time.Hour
 	a.refundsDone = make(chan struct{})
 	go func() { defer close(a.refundsDone); a.Refunds.Run(ctx) }()
 	if c.MerchantAPI.Addr == "" || c.MerchantAPI.Addr == "off" {

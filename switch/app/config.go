@@ -138,6 +138,7 @@ type Config struct {
 		MaxBackoff time.Duration `yaml:"max_backoff"` // (1h)
 		Expiry     time.Duration `yaml:"expiry"`      // give up after (24h)
 		Timeout    time.Duration `yaml:"timeout"`     // per attempt (5s)
+		KeepDays   int           `yaml:"keep_days"`   // delivered and expired ones are deleted after (30)
 	} `yaml:"notify"`
 
 	// Settlement is the settlement section (cut-off, fees, calendar, cycles), read by package
@@ -310,6 +311,9 @@ func (c *Config) check() error {
 		if l.Capture != "" && terminals.Environment(l.Env) == terminals.Production {
 			return fmt.Errorf("listeners[%d].capture: capture is refused on a production listener (it would record live card data)", i)
 		}
+	}
+	if c.Notify.KeepDays < 0 {
+		return fmt.Errorf("notify.keep_days: expected 0 (the default, 30) or more days, found %d", c.Notify.KeepDays)
 	}
 	if c.Issuer.Timeout < 100*time.Millisecond || c.Issuer.Timeout > 60*time.Second {
 		return fmt.Errorf("issuer.timeout: expected 100ms..60s, found %s", c.Issuer.Timeout)

@@ -34,18 +34,24 @@ type NotifyConfig struct {
 	Timeout    time.Duration // per HTTP attempt (5s)
 	Lease      time.Duration // a claimed notification is reserved for its sender this long (3 × Timeout + 2s)
 	Every      time.Duration // how often due notifications are looked for (200ms)
+	// Keep is how long delivered and expired notifications (and their attempts) stay for the
+	// console and the merchant API before they are deleted (30 days).
+	Keep time.Duration
 }
 
 // DefaultNotify is the delivery schedule: about what 微信支付 does (15s, 15s, 30s, 3m … over 24h).
 func DefaultNotify() NotifyConfig {
 	return NotifyConfig{Backoff: 15 * time.Second, MaxBackoff: time.Hour, Expiry: 24 * time.Hour, Timeout: 5 * time.Second,
-		Every: 200 * time.Millisecond}
+		Every: 200 * time.Millisecond, Keep: 30 * 24 * time.Hour}
 }
 
 func (c NotifyConfig) withDefaults() NotifyConfig {
 	d := DefaultNotify()
 	if c.Backoff <= 0 {
 		c.Backoff = d.Backoff
+	}
+	if c.Keep <= 0 {
+		c.Keep = d.Keep
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = d.MaxBackoff
@@ -231,12 +237,21 @@ func (s *Service) runNotify(ctx context.Context) {
 	t := time.NewTicker(cfg.Every)
 	defer t.Stop()
 	client := &http.Client{Timeout: cfg.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var pruned time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-s.nkick:
+		}
+		if time.Since(pruned) >= time.Hour {
+			pruned = time.Now()
+			if n, err := s.PruneNotifications(ctx, cfg.Keep); err != nil {
+				s.Log.Warn("old notifications not deleted: tried again in an hour", "err", err.Error())
+			} else if n > 0 {
+				s.Log.Info("old notifications deleted", "count", n, "older_than", cfg.Keep.String())
+			}
 		}
 		for s.paymentsDue(ctx) == paymentPage && ctx.Err() == nil { // catching up
 		}
@@ -411,3 +426,26 @@ func (s *Service) paymentsDue(ctx context.Context) int {
 
 // paymentPage is how many journal rows one pass of the payment notifier reads.
 const paymentPage = 500
+
+// PruneNotifications deletes notifications that are no longer pending and were created more
+// than keep ago, with their attempts, in batches (a pending one is never deleted: it is still
+// being delivered or waits for its expiry). It returns how many notifications went.
+func (s *Service) PruneNotifications(ctx context.Context, keep time.Duration) (int64, error) {
+	var total int64
+	for ctx.Err() == nil {
+		var n int64
+		err := s.pool().QueryRow(ctx, `WITH old AS (
+				SELECT id FROM notification WHERE state <> 'pending' AND created_at < now() - $1::interval ORDER BY id LIMIT 5000),
+			a AS (DELETE FROM notification_attempt WHERE notification_id IN (SELECT id FROM old)),
+			d AS (DELETE FROM notification WHERE id IN (SELECT id FROM old) RETURNING 1)
+			SELECT count(*) FROM d`, fmt.Sprintf("%d seconds", int64(keep.Seconds()))).Scan(&n)
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < 5000 {
+			break
+		}
+	}
+	return total, nil
+}

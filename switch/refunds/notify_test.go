@@ -193,3 +193,36 @@ func TestNotifyPayments(t *testing.T) {
 	assert.Equal(t, p.PANMasked, n.Payment.Card, "masked")
 	assert.NotContains(t, string(rcv.acked()[0].body), goodPAN)
 }
+
+// TestNotificationsPrunedAfterKeep: delivered and expired notifications older than the keep
+// period go with their attempts; a recent one and an old one still pending stay.
+func TestNotificationsPrunedAfterKeep(t *testing.T) {
+	s := start(t)
+	ctx := t.Context()
+	pool := s.Journal.Pool
+	for _, n := range []struct {
+		key, state string
+		age        string
+	}{{"old-delivered", "delivered", "40 days"}, {"old-expired", "expired", "35 days"}, {"old-pending", "pending", "40 days"}, {"new-delivered", "delivered", "2 days"}} {
+		var id int64
+		require.NoError(t, pool.QueryRow(ctx, `INSERT INTO notification (mid, event_key, event, payload, state, expires_at, created_at)
+			VALUES ($1, $2, 'refund.succeeded', '{}', $3, now(), now() - $4::interval) RETURNING id`, mid, "test/"+n.key, n.state, n.age).Scan(&id))
+		_, err := pool.Exec(ctx, `INSERT INTO notification_attempt (notification_id, url, status) VALUES ($1, 'http://127.0.0.1:1/', 200)`, id)
+		require.NoError(t, err)
+	}
+	n, err := s.Refunds.PruneNotifications(ctx, 30*24*time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), n)
+	rows, err := pool.Query(ctx, `SELECT event_key FROM notification WHERE event_key LIKE 'test/%' ORDER BY event_key`)
+	require.NoError(t, err)
+	var left []string
+	for rows.Next() {
+		var k string
+		require.NoError(t, rows.Scan(&k))
+		left = append(left, k)
+	}
+	require.Equal(t, []string{"test/new-delivered", "test/old-pending"}, left)
+	var orphans int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM notification_attempt a LEFT JOIN notification n ON n.id = a.notification_id WHERE n.id IS NULL`).Scan(&orphans))
+	require.Zero(t, orphans)
+}
