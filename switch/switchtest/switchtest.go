@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -337,14 +338,23 @@ func Binary(t testing.TB) string {
 }
 
 // FreePort returns a loopback address with a port free at the time of the call.
+//
+// The port is drawn below the kernel's ephemeral range (32768-60999 on Linux): a port the kernel
+// handed out for :0 and took back was soon handed to another test process's :0 listener or
+// outgoing connection (the suite runs packages in parallel) before this test bound it.
 func FreePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 200 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return addr
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free port in 20000-31999 on 127.0.0.1")
+	return ""
 }
 
 // Processes lists the running processes whose command line mentions s (e.g. a test's data
