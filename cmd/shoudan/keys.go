@@ -89,16 +89,12 @@ keeps the previous key by its index. A refused change leaves the old key in use.
 // adminCall calls the running switch's admin endpoint path (admin.addr of the config, with
 // admin.token_file's token and admin.tls's certificate when set) and prints the answer.
 func adminCall(out io.Writer, cfgPath, method, path string) error {
-	p, err := configPath(cfgPath)
-	if err != nil {
-		return err
-	}
-	c, _, err := app.Load(p)
+	c, _, err := loadConfig(cfgPath)
 	if err != nil {
 		return err
 	}
 	if c.Admin.Addr == "" {
-		return fmt.Errorf("%s: no admin.addr: the running switch is reached through its admin port", p)
+		return fmt.Errorf("%s: no admin.addr: the running switch is reached through its admin port", c.Path)
 	}
 	scheme, client := "http", &http.Client{Timeout: 30 * time.Second}
 	if c.Admin.TLS.Cert != "" {

@@ -180,9 +180,15 @@ const NetKeyChange = "101"
 // SecurityControl is F53 of a request with a PIN block: PIN format 2 (ISO 9564 format 0),
 // algorithm 6 (double-length 3DES), then the zone PIN key's index n2: 00 is the key agreed out of
 // band (entered at both ends by a ceremony), 01-99 the keys sent by key changes since, in turn.
-func SecurityControl(zoneIndex int) string {
-	return fmt.Sprintf("26%02d000000000000", zoneIndex%100)
-}
+func SecurityControl(zoneIndex int) string { return securityControl[zoneIndex%100] }
+
+// securityControl is F53 for every index (built once: it is on every PIN request's path).
+var securityControl = func() (t [100]string) {
+	for i := range t {
+		t[i] = fmt.Sprintf("26%02d000000000000", i)
+	}
+	return t
+}()
 
 // ZoneIndex is the zone PIN key index of F53 (0 when F53 carries none).
 func ZoneIndex(f53 string) int {

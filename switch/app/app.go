@@ -497,8 +497,8 @@ func (a *App) startAdmin(addr string) error {
 		fmt.Fprintf(w, "{\"depth\":%d,\"oldest_seconds\":%.1f}\n", d, o.Seconds())
 	})
 	mux.HandleFunc("/test-clock", a.testClock)
-	mux.HandleFunc("/keys/zone", a.zoneHandler)
-	mux.HandleFunc("/keys/rotate-zpk", a.zoneHandler)
+	mux.HandleFunc("GET /keys/zone", a.zoneHandler)
+	mux.HandleFunc("POST /keys/rotate-zpk", a.rotateHandler)
 	if a.Config.Admin.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -202,24 +202,21 @@ func (a *App) followZone(ctx context.Context) {
 	}
 }
 
-// zoneHandler serves the admin's /keys/zone (GET: the key in use and the last changes) and
-// /keys/rotate-zpk (POST: change it now).
-func (a *App) zoneHandler(w http.ResponseWriter, r *http.Request) {
+// rotateHandler serves the admin's POST /keys/rotate-zpk: change the zone PIN key now.
+func (a *App) rotateHandler(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
-	if r.URL.Path == "/keys/rotate-zpk" {
-		if r.Method != http.MethodPost {
-			http.Error(w, "expected POST", http.StatusMethodNotAllowed)
-			return
-		}
-		res, err := a.RotateZPK(r.Context())
-		if err != nil {
-			w.WriteHeader(http.StatusConflict)
-			json.NewEncoder(w).Encode(map[string]any{"error": err.Error(), "endpoints": res.Endpoints})
-			return
-		}
-		json.NewEncoder(w).Encode(res)
+	res, err := a.RotateZPK(r.Context())
+	if err != nil {
+		w.WriteHeader(http.StatusConflict)
+		json.NewEncoder(w).Encode(map[string]any{"error": err.Error(), "endpoints": res.Endpoints})
 		return
 	}
+	json.NewEncoder(w).Encode(res)
+}
+
+// zoneHandler serves the admin's GET /keys/zone: the key in use and the last changes.
+func (a *App) zoneHandler(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
 	cur, base := a.zoneNow()
 	hist, err := a.Journal.ZoneKeyHistory(r.Context(), base, 20)
 	if err != nil {

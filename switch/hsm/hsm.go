@@ -267,6 +267,12 @@ func (m *Module) Import(usage string, clear []byte) (keys.Block, error) {
 	if len(v) == 24 {
 		kt = pkcs11.CKK_DES3
 	}
+	return m.importValue(usage, kt, pkcs11.CKM_DES3_ECB, v, 8)
+}
+
+// importValue makes a clear value of key type kt a throw-away extractable session object, takes
+// its check value (a zero block of n bytes under mech) and wraps it under the KEK as a block.
+func (m *Module) importValue(usage string, kt, mech uint, v []byte, n int) (keys.Block, error) {
 	var b keys.Block
 	err := m.session(func(s pkcs11.SessionHandle) error {
 		h, err := m.ctx.CreateObject(s, append(template(kt, false, true, pkcs11.CKA_ENCRYPT), pkcs11.NewAttribute(pkcs11.CKA_VALUE, v)))
@@ -274,9 +280,9 @@ func (m *Module) Import(usage string, clear []byte) (keys.Block, error) {
 			return fmt.Errorf("hsm: importing the key: %w", err)
 		}
 		defer m.ctx.DestroyObject(s, h)
-		kcv, err := m.encrypt(s, h, pkcs11.CKM_DES3_ECB, nil, make([]byte, 8))
+		kcv, err := m.encrypt(s, h, mech, nil, make([]byte, n))
 		if err != nil {
-			return err
+			return fmt.Errorf("hsm: check value: %w", err)
 		}
 		w, err := m.ctx.WrapKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_WRAP_PAD, nil)}, m.kek, h)
 		if err != nil {

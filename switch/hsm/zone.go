@@ -23,25 +23,7 @@ func (m *Module) importAES(usage string, clear []byte) (keys.Block, error) {
 	if len(clear) != 16 && len(clear) != 32 {
 		return keys.Block{}, fmt.Errorf("%s: expected an AES key of 16 or 32 bytes, found %d", usage, len(clear))
 	}
-	var b keys.Block
-	err := m.session(func(s pkcs11.SessionHandle) error {
-		h, err := m.ctx.CreateObject(s, append(aesTemplate(true, pkcs11.CKA_ENCRYPT), pkcs11.NewAttribute(pkcs11.CKA_VALUE, clear)))
-		if err != nil {
-			return fmt.Errorf("hsm: importing the key: %w", err)
-		}
-		defer m.ctx.DestroyObject(s, h)
-		kcv, err := m.encrypt(s, h, pkcs11.CKM_AES_ECB, nil, make([]byte, 16))
-		if err != nil {
-			return fmt.Errorf("hsm: check value: %w", err)
-		}
-		w, err := m.ctx.WrapKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_WRAP_PAD, nil)}, m.kek, h)
-		if err != nil {
-			return fmt.Errorf("hsm: wrapping the key under the KEK: %w", err)
-		}
-		b = keys.Block{Usage: usage, KEK: m.kekID, KCV: strings.ToUpper(hex.EncodeToString(kcv[:3])), Wrapped: w}
-		return nil
-	})
-	return b, err
+	return m.importValue(usage, pkcs11.CKK_AES, pkcs11.CKM_AES_ECB, clear, 16)
 }
 
 // aesKCV is the check value of an AES key component, computed in the token.
