@@ -600,6 +600,8 @@ type benchSwitch struct {
 	proc, issuer *exec.Cmd
 	addr         string
 	dbURL        string
+	dir          string // the phase's logs
+	pgData       string // the private PostgreSQL's PGDATA, when the bench started it
 }
 
 // benchSwitchPhase runs one load against a fresh switch (its own PostgreSQL) and a fresh
@@ -652,6 +654,7 @@ func benchSoak(ctx context.Context, reg *terminals.Registry, dir string, load lo
 		return nil, err
 	}
 	defer sw.stop()
+	sw.pgData = pg.Data
 	return sw.soak(ctx, reg, load, every, progress)
 }
 
@@ -708,7 +711,7 @@ func startSwitch(ctx context.Context, dir, dbURL string, env ...string) (*benchS
 		stopProcess(issuer)
 		return nil, err
 	}
-	sw := &benchSwitch{proc: proc, issuer: issuer, dbURL: dbURL}
+	sw := &benchSwitch{proc: proc, issuer: issuer, dbURL: dbURL, dir: dir}
 	sw.addr, err = waitLine(lines, regexp.MustCompile(`^shoudan listening on (\S+) \(production`), 60*time.Second)
 	if err != nil {
 		sw.stop()

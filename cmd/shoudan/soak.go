@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -137,6 +138,7 @@ type Interval struct {
 	WALPerTxn   float64            `json:"wal_bytes_per_txn"`
 	Dead        int64              `json:"dead_tuples"`
 	HOTShare    float64            `json:"hot_share"`
+	CPU         *Share             `json:"cpu,omitempty"` // where the two cores went
 }
 
 // soakWatch reads the switch's RSS and the journal at the end of every interval while a load runs.
@@ -188,12 +190,15 @@ func (w *soakWatch) run(ctx context.Context, url string, pid int, every time.Dur
 func (sw *benchSwitch) soak(ctx context.Context, reg *terminals.Registry, load loadFlags, every time.Duration, progress io.Writer) (*BenchPhase, error) {
 	load.addr = sw.addr
 	w := &soakWatch{}
+	where := &whereWatch{}
 	stop := make(chan struct{})
-	watched := make(chan struct{})
+	var watched sync.WaitGroup
 	started := make(chan struct{})
-	load.onStart = func() { close(started) }
+	var start time.Time
+	load.onStart = func() { start = time.Now(); close(started) }
+	watched.Add(2)
 	go func() {
-		defer close(watched)
+		defer watched.Done()
 		select {
 		case <-started:
 		case <-ctx.Done():
@@ -201,14 +206,28 @@ func (sw *benchSwitch) soak(ctx context.Context, reg *terminals.Registry, load l
 		}
 		w.run(ctx, sw.dbURL, sw.proc.Process.Pid, every, stop, progress)
 	}()
+	go func() {
+		defer watched.Done()
+		where.run(ctx, sw.dbURL, sw.proc.Process.Pid, sw.issuer.Process.Pid, postmasterPID(sw.pgData), 250*time.Millisecond, stop)
+	}()
 	lr, samples, err := runLoad(ctx, reg, load, progress)
 	close(stop)
-	<-watched
+	watched.Wait()
 	if err != nil {
 		return nil, err
 	}
 	if w.err != nil {
 		return nil, fmt.Errorf("reading the journal during the soak: %w", w.err)
+	}
+	if where.err != nil {
+		return nil, fmt.Errorf("sampling PostgreSQL during the soak: %w", where.err)
+	}
+	if sw.dir != "" {
+		path := filepath.Join(sw.dir, "timeline.csv")
+		if err := where.writeTimeline(path, start, samples, load.duration); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(progress, "  a line per second (latency, CPU of each process, vacuum, waits): %s\n", path)
 	}
 	issuerUS, err := issuerTimes(ctx, sw.dbURL)
 	if err != nil {
@@ -246,6 +265,7 @@ func (sw *benchSwitch) soak(ctx context.Context, reg *terminals.Registry, load l
 		iv.Throughput = float64(iv.Requests) / secs
 		iv.LatencyMS = percentiles(lats)
 		iv.AddedMS = percentiles(added(b, issuerUS))
+		iv.CPU = where.share(start.Add(time.Duration(i)*every), start.Add(time.Duration(i+1)*every))
 		if i+1 < len(w.readings) {
 			r := w.readings[i+1]
 			g := growth(w.readings[0], r)
@@ -342,12 +362,17 @@ func soakTargets(p *BenchPhase, d time.Duration, rate float64) []BenchTarget {
 func printIntervals(w io.Writer, p *BenchPhase) error {
 	fmt.Fprintf(w, "\n%s, every interval:\n", p.Name)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "until s\ttxn/s\terrors\tnot 00\tp50 ms\tp99\tp99.9\tadded p50\tadded p99\tadded p99.9\tRSS MB\tjournal MB\tB/txn\tWAL B/txn\tdead\tHOT\t")
+	fmt.Fprintln(tw, "until s\ttxn/s\terrors\tnot 00\tp50 ms\tp99\tp99.9\tadded p50\tadded p99\tadded p99.9\tRSS MB\tjournal MB\tB/txn\tWAL B/txn\tdead\tHOT\tCPU switch\tissuer\tpg\tvacuum\tgenerator\ttxn vacuum s\t")
 	for _, iv := range p.Intervals {
 		l, a := iv.LatencyMS, iv.AddedMS
-		fmt.Fprintf(tw, "%.0f\t%.0f\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\t%.0f%%\t\n", iv.Seconds, iv.Throughput, iv.Errors, iv.NotApproved,
+		fmt.Fprintf(tw, "%.0f\t%.0f\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\t%.0f%%\t", iv.Seconds, iv.Throughput, iv.Errors, iv.NotApproved,
 			l["p50"], l["p99"], l["p99.9"], a["p50"], a["p99"], a["p99.9"], iv.SwitchMB, iv.JournalMB, iv.BytesPerTxn, iv.WALPerTxn, iv.Dead, iv.HOTShare*100)
+		if c := iv.CPU; c != nil {
+			fmt.Fprintf(tw, "%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.0f\t", c.Switch, c.Issuer, c.Postgres, c.Vacuum, c.Bench, c.VacuumS)
+		}
+		fmt.Fprintln(tw)
 	}
+	fmt.Fprintln(tw, "(CPU in cores: 1.00 is one of the machine's cores all the interval)")
 	if err := tw.Flush(); err != nil {
 		return err
 	}
