@@ -145,3 +145,69 @@ func TestSnapshotInTheBackground(t *testing.T) {
 	require.Equal(t, "00", is2.Handle(voidOf(first, "000999")).RespCode, "the first purchase, in the snapshot only, is still voidable")
 	require.NoError(t, is2.Ledger.Close())
 }
+
+// TestSnapshotWhileChanging: the background snapshot is written a chunk at a time while the
+// issuer keeps changing its books (voids of purchases in chunks already written and in chunks
+// not yet written, new purchases); an issuer killed right after it, and one killed in the
+// middle of it, both come back with every change.
+func TestSnapshotWhileChanging(t *testing.T) {
+	oldEvery, oldChunk, oldPause := compactEvery, snapChunk, snapPause
+	compactEvery, snapChunk, snapPause = 100, 10, 0
+	t.Cleanup(func() { compactEvery, snapChunk, snapPause, snapHook = oldEvery, oldChunk, oldPause, nil })
+	dir := filepath.Join(t.TempDir(), "ledger")
+	is := testIssuer(t, dir, 0, 0)
+	var ps []*upstream.Message
+	for i := 1; i <= 99; i++ {
+		p := purchase(fmt.Sprintf("%06d", i), 100)
+		ps = append(ps, p)
+		require.Equal(t, "00", is.Handle(p).RespCode)
+	}
+	// the 100th change starts the snapshot; in the middle of it (40 of 100 written), void one
+	// purchase already written, one not written yet, and buy once more
+	mid := make(chan struct{})
+	resume := make(chan struct{})
+	snapHook = func(done int) {
+		if done == 40 {
+			close(mid)
+			<-resume
+		}
+	}
+	p100 := purchase("000100", 100)
+	require.Equal(t, "00", is.Handle(p100).RespCode)
+	<-mid
+	// killed now, mid-snapshot: ledger.snap.tmp is half written, ledger.log.old has 100 lines
+	killed := t.TempDir()
+	copyDir(t, dir, killed)
+	require.Equal(t, "00", is.Handle(voidOf(ps[4], "000201")).RespCode, "written before the void")
+	require.Equal(t, "00", is.Handle(voidOf(ps[80], "000202")).RespCode, "written after the void")
+	require.Equal(t, "00", is.Handle(purchase("000203", 700)).RespCode)
+	close(resume)
+	is.Ledger.file.wg.Wait()
+	require.NoError(t, is.Ledger.file.err)
+	want := is.Ledger.cards[testPAN].Balance
+	require.Equal(t, int64(100000-100*100+2*100-700), want)
+
+	again := testIssuer(t, dir, 0, 0) // killed after the snapshot, not closed
+	assert.Equal(t, want, again.Ledger.cards[testPAN].Balance)
+	assert.Len(t, again.Ledger.auths, 103)
+	assert.Equal(t, "12", again.Handle(voidOf(ps[4], "000301")).RespCode, "already voided (a lost void would approve again)")
+	assert.Equal(t, "12", again.Handle(voidOf(ps[80], "000302")).RespCode)
+	assert.Equal(t, "00", again.Handle(voidOf(ps[50], "000303")).RespCode, "the others are still voidable")
+	require.NoError(t, again.Ledger.Close())
+
+	before := testIssuer(t, killed, 0, 0) // killed in the middle of it
+	assert.Equal(t, int64(100000-100*100), before.Ledger.cards[testPAN].Balance)
+	assert.Len(t, before.Ledger.auths, 100)
+	require.NoError(t, before.Ledger.Close())
+}
+
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	ents, err := os.ReadDir(from)
+	require.NoError(t, err)
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(from, e.Name()))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(to, e.Name()), b, 0o600))
+	}
+}
