@@ -22,10 +22,18 @@ func (s *Switch) Recover(ctx context.Context) (int, error) {
 	// requests journaled but never sent upstream: the terminal got no approval; close them as 96
 	if err := s.Journal.Commit(ctx, func(b *pgx.Batch) {
 		// ids carry their day: the floor also bounds the partitions to read
-		b.Queue(`UPDATE txn SET state='A', resp_code='00', rule='recovery', reason='reversal recorded before the switch stopped', updated_at=now()
-			WHERE id >= $1 AND local_day >= $2 AND state='P' AND kind='reversal'`, floor, journal.DayOf(floor))
-		b.Queue(`UPDATE txn SET state='D', resp_code='96', rule='recovery', reason='the switch stopped before this request went upstream', reversal=NULL, updated_at=now()
-			WHERE id >= $1 AND local_day >= $2 AND state='P' AND NOT went_upstream`, floor, journal.DayOf(floor))
+		b.Queue(`INSERT INTO txn_outcome (id, local_day, at, state, resp_code, rule, reason)
+			SELECT id, local_day, now(), 'A', '00', 'recovery', 'reversal recorded before the switch stopped' FROM txn
+			WHERE id >= $1 AND local_day >= $2 AND state='P' AND kind='reversal'
+			ON CONFLICT (id, local_day) DO UPDATE SET at = EXCLUDED.at, state = EXCLUDED.state, resp_code = EXCLUDED.resp_code,
+				rule = EXCLUDED.rule, reason = EXCLUDED.reason`, floor, journal.DayOf(floor))
+		b.Queue(`WITH closed AS (INSERT INTO txn_outcome (id, local_day, at, state, resp_code, rule, reason)
+				SELECT id, local_day, now(), 'D', '96', 'recovery', 'the switch stopped before this request went upstream' FROM txn
+				WHERE id >= $1 AND local_day >= $2 AND state='P' AND NOT went_upstream
+				ON CONFLICT (id, local_day) DO UPDATE SET at = EXCLUDED.at, state = EXCLUDED.state, resp_code = EXCLUDED.resp_code,
+					rule = EXCLUDED.rule, reason = EXCLUDED.reason
+				RETURNING id, local_day)
+			DELETE FROM txn_reversal r USING closed c WHERE r.id = c.id AND r.local_day = c.local_day AND r.local_day >= $2`, floor, journal.DayOf(floor))
 	}); err != nil {
 		return 0, err
 	}

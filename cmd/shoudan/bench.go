@@ -92,8 +92,9 @@ terminals, MACs, PIN blocks) and the same number of terminals:
 
   frames    the frame limit: a minimal server that reads the same frames and answers a canned
             response (no decoding, no journal, no issuer)
-  journal   the journal limit: the same durable PostgreSQL writes per purchase (write-ahead
-            insert, outcome update) through pgx and the same group commit, no ISO 8583 work
+  journal   the journal limit: the same durable PostgreSQL writes per purchase (the write-ahead
+            request row with its sealed reversal, then the outcome row) through the journal's
+            own group commit, no ISO 8583 work
   closed    shoudan serve (its own private PostgreSQL, simulated issuer), closed loop
   open      the same switch, open loop at --rate with --idle extra terminals connected and idle:
             latency added by the switch (terminal round trip minus the issuer's, per
@@ -109,10 +110,6 @@ Not run unless asked for:
             minute's, RSS within +25%, <= 700 bytes and <= 1.5 KB of WAL per transaction.
   burst     a fresh switch: --burst closed loop (128 terminals), then the open phase's load;
             its p99 must stay within 2 x the fresh switch's (run it with open)
-  journal-append
-            the journal phase with an append-only design: the outcome is a second INSERT into
-            an outcome table instead of an UPDATE of the write-ahead row (to compare with HOT
-            updates: throughput, bytes and WAL per transaction, dead tuples)
   closed-software, open-software
             closed and open with the software security module (keys in the switch's memory),
             to compare with the PKCS#11 token
@@ -140,7 +137,7 @@ absolute numbers.`,
 	fl.IntVar(&f.terminals, "terminals", 128, "terminals (closed loop: transactions in flight)")
 	fl.IntVar(&f.idle, "idle", 10000, "open loop: extra terminals connected and idle")
 	fl.Float64Var(&f.rate, "rate", 1000, "open loop: purchases per second")
-	fl.StringVar(&f.phases, "phases", "frames,journal,closed,open", "phases to run, in this order: frames, journal, journal-append, closed, closed-software, open-software, open, burst, soak")
+	fl.StringVar(&f.phases, "phases", "frames,journal,closed,open", "phases to run, in this order: frames, journal, closed, closed-software, open-software, open, burst, soak")
 	fl.DurationVar(&f.soakDuration, "soak-duration", 10*time.Minute, "how long the soak phase runs")
 	fl.DurationVar(&f.every, "every", time.Minute, "soak: the interval reported")
 	fl.DurationVar(&f.burst, "burst", time.Minute, "burst: the closed-loop burst before the open loop")
@@ -188,23 +185,10 @@ func runBench(ctx context.Context, reg *terminals.Registry, f benchFlags, progre
 		if err != nil {
 			return nil, err
 		}
-		p, err := benchJournal(ctx, pg.URL(), f.terminals, f.duration, false)
+		p, err := benchJournal(ctx, pg.URL(), f.terminals, f.duration)
 		pg.Stop()
 		if err != nil {
 			return nil, fmt.Errorf("journal: %w", err)
-		}
-		add(p)
-	}
-	if has("journal-append") {
-		fmt.Fprintf(progress, "journal-append: insert + outcome INSERT (append-only) per purchase, %d in flight, %s\n", f.terminals, f.duration)
-		pg, err := phasePostgres(ctx, dir, "journal-append", progress)
-		if err != nil {
-			return nil, err
-		}
-		p, err := benchJournal(ctx, pg.URL(), f.terminals, f.duration, true)
-		pg.Stop()
-		if err != nil {
-			return nil, fmt.Errorf("journal-append: %w", err)
 		}
 		add(p)
 	}
@@ -481,10 +465,8 @@ func (c *canned) cannedPurchase(raw []byte) ([]byte, error) {
 
 // benchJournal writes what the switch writes for one approved purchase (the write-ahead row
 // with its sealed reversal, then the outcome) through the same journal, group commit and
-// statements, n at a time, for d. appendOnly records the outcome as a second row in an
-// outcome table instead of updating the write-ahead row: the design issue 13 asks to weigh
-// against HOT updates.
-func benchJournal(ctx context.Context, url string, n int, d time.Duration, appendOnly bool) (*BenchPhase, error) {
+// statements, n at a time, for d.
+func benchJournal(ctx context.Context, url string, n int, d time.Duration) (*BenchPhase, error) {
 	vault, err := journal.NewVault(randomKey(32))
 	if err != nil {
 		return nil, err
@@ -499,14 +481,6 @@ func benchJournal(ctx context.Context, url string, n int, d time.Duration, appen
 		return nil, err
 	}
 	defer conn.Close(context.Background())
-	if appendOnly {
-		// what an outcome row needs: the decision and the issuer's answer, keyed like txn
-		if _, err := conn.Exec(ctx, `CREATE TABLE txn_outcome (id bigint NOT NULL, local_day date NOT NULL, issuer_us bigint,
-			created_at timestamptz NOT NULL DEFAULT now(), state "char" NOT NULL, went_upstream bool NOT NULL, resp_code text NOT NULL,
-			issuer_code text, auth_code text, rule text NOT NULL, reason text NOT NULL, PRIMARY KEY (id, local_day)) PARTITION BY RANGE (local_day)`); err != nil {
-			return nil, err
-		}
-	}
 	// sizes as in the switch: a sealed upstream reversal in the compact form (about 100 bytes)
 	reversal := vault.Seal(randomKey(100))
 	today := time.Now().Truncate(24 * time.Hour)
@@ -514,11 +488,6 @@ func benchJournal(ctx context.Context, url string, n int, d time.Duration, appen
 		return nil, err
 	}
 
-	if appendOnly {
-		if _, err := conn.Exec(ctx, "CREATE TABLE txn_outcome_today PARTITION OF txn_outcome FOR VALUES FROM ('-infinity') TO ('infinity')"); err != nil {
-			return nil, err
-		}
-	}
 	before, err := readDB(ctx, conn)
 	if err != nil {
 		return nil, err
@@ -545,11 +514,6 @@ func benchJournal(ctx context.Context, url string, n int, d time.Duration, appen
 				ok, err := j.Insert(ctx, rec)
 				switch {
 				case err != nil || !ok:
-				case appendOnly:
-					err = j.Commit(ctx, func(b *pgx.Batch) {
-						b.Queue(`INSERT INTO txn_outcome (id, local_day, state, resp_code, issuer_code, auth_code, rule, reason, went_upstream, issuer_us)
-							VALUES ($1, $2, $3, '00', '00', '123456', 'issuer', 'issuer answered approved', true, 1000)`, rec.ID, rec.LocalDay, string(journal.Approved))
-					})
 				default:
 					err = j.Finish(ctx, rec.ID, journal.Outcome{State: journal.Approved, RespCode: "00", IssuerCode: "00", AuthCode: "123456",
 						Rule: "issuer", Reason: "issuer answered approved", WentUpstream: true, KeepReversal: true, IssuerMicros: 1000})
@@ -567,11 +531,7 @@ func benchJournal(ctx context.Context, url string, n int, d time.Duration, appen
 		}()
 	}
 	wg.Wait()
-	name := "journal"
-	if appendOnly {
-		name = "journal-append"
-	}
-	lr := report(name, fmt.Sprintf("closed, %d in flight", n), n, 0, time.Since(start), samples)
+	lr := report("journal", fmt.Sprintf("closed, %d in flight", n), n, 0, time.Since(start), samples)
 	lr.Errors += failed.Load()
 	lr.Requests += failed.Load()
 	p := &BenchPhase{LoadReport: lr}

@@ -35,12 +35,12 @@ const (
 type DBReading struct {
 	At        time.Time `json:"-"`
 	Bytes     int64     `json:"bytes"`      // every relation of the database: heap, indexes, TOAST
-	TxnBytes  int64     `json:"txn_bytes"`  // the txn partitions
+	TxnBytes  int64     `json:"txn_bytes"`  // the partitions of txn_request, txn_outcome, txn_reversal
 	Rows      int64     `json:"rows"`       // txn rows inserted (pg_stat_user_tables.n_tup_ins)
 	Dead      int64     `json:"dead"`       // dead tuples, every table
 	TxnDead   int64     `json:"txn_dead"`   // dead tuples in txn partitions
 	WAL       int64     `json:"wal"`        // WAL position, bytes
-	Updates   int64     `json:"updates"`    // txn row updates
+	Updates   int64     `json:"updates"`    // updates of request and outcome rows
 	HOT       int64     `json:"hot"`        // of which HOT (no index entries written)
 	Vacuums   int64     `json:"autovacuum"` // autovacuum runs, every table
 	BackendWr int64     `json:"backend_buffers_written"`
@@ -49,13 +49,14 @@ type DBReading struct {
 func readDB(ctx context.Context, conn *pgx.Conn) (DBReading, error) {
 	r := DBReading{At: time.Now()}
 	err := conn.QueryRow(ctx, `SELECT pg_database_size(current_database()),
-		(SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0)::bigint FROM pg_inherits WHERE inhparent = 'txn'::regclass),
+		(SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0)::bigint FROM pg_inherits
+			WHERE inhparent IN ('txn_request'::regclass, 'txn_outcome'::regclass, 'txn_reversal'::regclass)),
 		(SELECT coalesce(sum(n_tup_ins), 0)::bigint FROM pg_stat_user_tables WHERE relname ~ '^txn_p[0-9]{8}$'),
 		(SELECT coalesce(sum(n_dead_tup), 0)::bigint FROM pg_stat_user_tables),
-		(SELECT coalesce(sum(n_dead_tup), 0)::bigint FROM pg_stat_user_tables WHERE relname ~ '^txn_p[0-9]{8}$'),
+		(SELECT coalesce(sum(n_dead_tup), 0)::bigint FROM pg_stat_user_tables WHERE relname ~ '^txn_[por][0-9]{8}$'),
 		pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint,
-		(SELECT coalesce(sum(n_tup_upd), 0)::bigint FROM pg_stat_user_tables WHERE relname ~ '^txn_p[0-9]{8}$'),
-		(SELECT coalesce(sum(n_tup_hot_upd), 0)::bigint FROM pg_stat_user_tables WHERE relname ~ '^txn_p[0-9]{8}$'),
+		(SELECT coalesce(sum(n_tup_upd), 0)::bigint FROM pg_stat_user_tables WHERE relname ~ '^txn_[po][0-9]{8}$'),
+		(SELECT coalesce(sum(n_tup_hot_upd), 0)::bigint FROM pg_stat_user_tables WHERE relname ~ '^txn_[po][0-9]{8}$'),
 		(SELECT coalesce(sum(autovacuum_count), 0)::bigint FROM pg_stat_user_tables),
 		(SELECT buffers_backend FROM pg_stat_bgwriter)`).Scan(
 		&r.Bytes, &r.TxnBytes, &r.Rows, &r.Dead, &r.TxnDead, &r.WAL, &r.Updates, &r.HOT, &r.Vacuums, &r.BackendWr)

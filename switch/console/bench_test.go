@@ -73,7 +73,7 @@ func benchJournal(b *testing.B) (*journal.Journal, time.Time) {
 			b.Fatal(bench.err)
 		}
 		_, bench.err = j.Pool.Exec(ctx, `
-			INSERT INTO txn (id, local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount, entry_mode,
+			INSERT INTO txn_request (id, local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount, entry_mode,
 				pan_masked, pan_hash, card_org, mcc, rrn, auth_code, resp_code, state, rule, reason, req_hash, operator, created_at)
 			SELECT txn_id_base(d) + nextval('txn_id_seq'), d, d, 'production', m, t, '000001', lpad(i::text, 7, '0'), '0200', 'purchase', '000000',
 				100 + (i * 7919) % 99900, '051', '622202*********' || lpad((i % 10000)::text, 4, '0'),
@@ -86,7 +86,7 @@ func benchJournal(b *testing.B) (*journal.Journal, time.Time) {
 				lpad((10000000 + (i / $2) % $4)::text, 8, '0') AS t FROM generate_series(1::bigint, $5) AS i) s`,
 			BenchDays, BenchMerchants, bench.day.AddDate(0, 0, -BenchDays/2).Format("2006-01-02"), BenchTerminals, BenchRows)
 		if bench.err == nil {
-			_, bench.err = j.Pool.Exec(ctx, "VACUUM ANALYZE txn")
+			_, bench.err = j.Pool.Exec(ctx, "VACUUM ANALYZE txn_request, txn_outcome")
 		}
 		b.Logf("journal of %d transactions made in %s", BenchRows, time.Since(start).Round(time.Second))
 	})

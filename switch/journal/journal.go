@@ -143,7 +143,7 @@ func (j *Journal) notifier() {
 // floor only covers rows this process writes.
 func (j *Journal) Serve(ctx context.Context, node string) error {
 	var last int64
-	if err := j.Pool.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM txn").Scan(&last); err != nil {
+	if err := j.Pool.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM txn_request").Scan(&last); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	j.floor.known(last)

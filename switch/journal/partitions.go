@@ -42,8 +42,13 @@ func DayBase(d time.Time) int64 { return dayBase(d) }
 // PartitionName is the partition holding day d (its calendar date as written).
 func PartitionName(d time.Time) string { return "txn_p" + d.Format("20060102") }
 
-// PartitionOf is the partition holding the transaction with this id.
+// PartitionOf is the partition holding the transaction with this id (its request row).
 func PartitionOf(id int64) string { return PartitionName(DayOf(id)) }
+
+// OutcomeOf and ReversalOf are the partitions of txn_outcome and txn_reversal of the
+// transaction with this id (migration 0021).
+func OutcomeOf(id int64) string  { return "txn_o" + DayOf(id).Format("20060102") }
+func ReversalOf(id int64) string { return "txn_r" + DayOf(id).Format("20060102") }
 
 var partitionRE = regexp.MustCompile(`^txn_p(\d{8})$`)
 
@@ -102,14 +107,17 @@ type Partition struct {
 	Name  string
 	Day   time.Time
 	Rows  int64 // estimate (pg_class.reltuples; -1 when never analysed)
-	Bytes int64 // heap, indexes and TOAST
+	Bytes int64 // heap, indexes and TOAST of its request, outcome and reversal partitions
 	Note  string
 }
 
 // Partitions lists the attached partitions, oldest first.
 func (j *Journal) Partitions(ctx context.Context) ([]Partition, error) {
-	rows, err := j.Pool.Query(ctx, `SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid), coalesce(obj_description(c.oid, 'pg_class'), '')
-		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'txn'::regclass ORDER BY c.relname`)
+	rows, err := j.Pool.Query(ctx, `SELECT c.relname, c.reltuples::bigint,
+			pg_total_relation_size(c.oid) + coalesce(pg_total_relation_size(to_regclass('txn_o' || substr(c.relname, 6))), 0)
+				+ coalesce(pg_total_relation_size(to_regclass('txn_r' || substr(c.relname, 6))), 0),
+			coalesce(obj_description(c.oid, 'pg_class'), '')
+		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'txn_request'::regclass ORDER BY c.relname`)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -223,11 +231,32 @@ func (j *Journal) archivePartition(ctx context.Context, p Partition, dir string)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return "", err
 	}
+	day := p.Day.Format("20060102")
+	o, r := "txn_o"+day, "txn_r"+day
+	// the rows as the txn view shows them, read from the day's three partitions once they are
+	// detached (nothing can change them any more): the view's own definition, on them
+	var view string
+	if err := j.Pool.QueryRow(ctx, "SELECT pg_get_viewdef('txn'::regclass)").Scan(&view); err != nil {
+		return "", err
+	}
+	merged := strings.NewReplacer("txn_request w", p.Name+" w", "txn_outcome o", o+" o", "txn_reversal r", r+" r").Replace(strings.TrimRight(strings.TrimSpace(view), ";"))
+	if !strings.Contains(merged, p.Name+" w") || !strings.Contains(merged, o+" o") || !strings.Contains(merged, r+" r") {
+		return "", fmt.Errorf("expected the txn view to read txn_request w, txn_outcome o and txn_reversal r, found %s", view)
+	}
 	// DETACH … CONCURRENTLY does not block the write path; it cannot run in a transaction. A
 	// detach interrupted earlier is finished with FINALIZE.
-	if _, err := j.Pool.Exec(ctx, "ALTER TABLE txn DETACH PARTITION "+p.Name+" CONCURRENTLY"); err != nil {
-		if _, ferr := j.Pool.Exec(ctx, "ALTER TABLE txn DETACH PARTITION "+p.Name+" FINALIZE"); ferr != nil {
-			return "", fmt.Errorf("detach: %v", err)
+	for _, d := range []struct{ parent, name string }{{"txn_request", p.Name}, {"txn_outcome", o}, {"txn_reversal", r}} {
+		var attached bool
+		if err := j.Pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass($1) AND inhparent = $2::regclass)", d.name, d.parent).Scan(&attached); err != nil {
+			return "", err
+		}
+		if !attached {
+			continue
+		}
+		if _, err := j.Pool.Exec(ctx, "ALTER TABLE "+d.parent+" DETACH PARTITION "+d.name+" CONCURRENTLY"); err != nil {
+			if _, ferr := j.Pool.Exec(ctx, "ALTER TABLE "+d.parent+" DETACH PARTITION "+d.name+" FINALIZE"); ferr != nil {
+				return "", fmt.Errorf("detach %s: %v", d.name, err)
+			}
 		}
 	}
 	j.parts.forget(p.Day)
@@ -237,11 +266,11 @@ func (j *Journal) archivePartition(ctx context.Context, p Partition, dir string)
 	}
 	// the route of each transaction in words as well (via names a row of issuer_via), so that
 	// the file reads on its own and restores into any journal
-	if err := j.copyOut(ctx, "SELECT t.*, v.route AS via_route, v.endpoint AS via_endpoint, v.secondary AS via_secondary FROM "+p.Name+
-		" t LEFT JOIN issuer_via v ON v.id = t.via ORDER BY t.id", path); err != nil {
+	if err := j.copyOut(ctx, "SELECT t.*, v.route AS via_route, v.endpoint AS via_endpoint, v.secondary AS via_secondary FROM ("+merged+
+		") t LEFT JOIN issuer_via v ON v.id = t.via ORDER BY t.id", path); err != nil {
 		return "", err
 	}
-	if _, err := j.Pool.Exec(ctx, "DROP TABLE "+p.Name); err != nil {
+	if _, err := j.Pool.Exec(ctx, "DROP TABLE "+p.Name+", "+o+", "+r); err != nil {
 		return path, fmt.Errorf("archived to %s but not dropped: %v", path, err)
 	}
 	return path, nil
@@ -306,7 +335,7 @@ func (j *Journal) Restore(ctx context.Context, path string, keep int) (time.Time
 	// column types of the journal as it is now
 	types := map[string]string{}
 	rows, err := j.Pool.Query(ctx, `SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
-		WHERE attrelid = 'txn'::regclass AND attnum > 0 AND NOT attisdropped`)
+		WHERE attrelid = 'txn_request'::regclass AND attnum > 0 AND NOT attisdropped`)
 	if err != nil {
 		return time.Time{}, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -369,10 +398,20 @@ func (j *Journal) Restore(ctx context.Context, path string, keep int) (time.Time
 		stmts = append(stmts, `INSERT INTO issuer_via (route, endpoint, secondary) SELECT DISTINCT via_route, coalesce(via_endpoint, ''), via_secondary::boolean
 			FROM txn_restore WHERE via_route IS NOT NULL ON CONFLICT DO NOTHING`)
 	}
+	// the archived rows are the transactions as they stood: they go whole into request rows (no
+	// outcome rows), their reversals (if any were still kept) into the day's reversal partition
+	bounds := fmt.Sprintf("FOR VALUES FROM ('%s') TO ('%s')", day.Format("2006-01-02"), day.AddDate(0, 0, 1).Format("2006-01-02"))
+	o, r := "txn_o"+day.Format("20060102"), "txn_r"+day.Format("20060102")
 	stmts = append(stmts,
-		"CREATE TABLE "+name+" (LIKE txn INCLUDING DEFAULTS) WITH (fillfactor = 100)",
+		"CREATE TABLE "+name+" (LIKE txn_request INCLUDING DEFAULTS) WITH (fillfactor = 100)",
 		"INSERT INTO "+name+" ("+strings.Join(common, ", ")+") SELECT "+strings.Join(casts, ", ")+" FROM txn_restore",
-		fmt.Sprintf("ALTER TABLE txn ATTACH PARTITION %s FOR VALUES FROM ('%s') TO ('%s')", name, day.Format("2006-01-02"), day.AddDate(0, 0, 1).Format("2006-01-02")),
+		"ALTER TABLE txn_request ATTACH PARTITION "+name+" "+bounds,
+		"CREATE TABLE IF NOT EXISTS "+o+" PARTITION OF txn_outcome "+bounds,
+		"CREATE TABLE IF NOT EXISTS "+r+" PARTITION OF txn_reversal "+bounds)
+	if slices.Contains(header, "reversal") {
+		stmts = append(stmts, "INSERT INTO "+r+" (id, local_day, sealed) SELECT id::bigint, local_day::date, reversal::bytea FROM txn_restore WHERE reversal <> ''")
+	}
+	stmts = append(stmts,
 		fmt.Sprintf("COMMENT ON TABLE %s IS 'restored from %s on %s; keep until %s'", name, strings.ReplaceAll(filepath.Base(path), "'", ""),
 			time.Now().Format("2006-01-02"), time.Now().AddDate(0, 0, keep).Format("2006-01-02")))
 	for _, s := range stmts {

@@ -182,7 +182,7 @@ func RowOf(t *Txn) ReversalRow {
 // due now, once: an armed or acknowledged one stays as it is.
 func ArmReversalOp(txnID int64) func(*pgx.Batch) {
 	return func(b *pgx.Batch) {
-		b.Queue(`INSERT INTO saf (txn_id, payload, next_at) SELECT id, reversal, now() FROM `+PartitionOf(txnID)+` WHERE id = $1 AND reversal IS NOT NULL
+		b.Queue(`INSERT INTO saf (txn_id, payload, next_at) SELECT id, sealed, now() FROM `+ReversalOf(txnID)+` WHERE id = $1
 			ON CONFLICT (txn_id) DO NOTHING`, txnID)
 	}
 }
@@ -226,7 +226,7 @@ func (j *Journal) AckReversal(ctx context.Context, id int64) error {
 	if err != nil {
 		return err
 	}
-	_, err = j.Pool.Exec(ctx, "UPDATE "+PartitionOf(txnID)+" SET reversal = NULL WHERE id = $1 AND reversal IS NOT NULL", txnID)
+	_, err = j.Pool.Exec(ctx, "DELETE FROM "+ReversalOf(txnID)+" WHERE id = $1", txnID)
 	if err != nil && strings.Contains(err.Error(), "does not exist") { // its day was archived meanwhile
 		err = nil
 	}

@@ -140,13 +140,16 @@ func queueInsert(b *pgx.Batch, t *Txn, inserted *bool) {
 	if !t.CreatedAt.IsZero() {
 		created = t.CreatedAt
 	}
-	b.Queue(`INSERT INTO txn (id, local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount, entry_mode,
+	// the request row and, in the same statement, its prepared reversal (none for a duplicate)
+	b.Queue(`WITH w AS (INSERT INTO txn_request (id, local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount, entry_mode,
 		type_code, pan_masked, pan_hash, card_org, mcc, auth_code, resp_code, issuer_code, state, went_upstream, rule, reason,
-		req_hash, orig_id, checks, rrn, up_trace, up_time, reversal, operator, req_mcc, has_pin, dev_serial, dev_sdk, dev_check, via, created_at)
-		VALUES (txn_id_base($1) + nextval('txn_id_seq'), $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31,$32,
-		$33,$34,$35,$36,$37,$38, coalesce($39, now()))
+		req_hash, orig_id, checks, rrn, up_trace, up_time, operator, req_mcc, has_pin, dev_serial, dev_sdk, dev_check, via, created_at, updated_at)
+		VALUES (txn_id_base($1) + nextval('txn_id_seq'), $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,
+		$32,$33,$34,$35,$36,$37,$38, coalesce($39, now()), coalesce($39, now()))
 		ON CONFLICT (mid, tid, batch, stan, mti, local_day) DO NOTHING
-		RETURNING id, created_at`,
+		RETURNING id, local_day, created_at),
+		r AS (INSERT INTO txn_reversal (id, local_day, sealed) SELECT id, local_day, $31::bytea FROM w WHERE $31::bytea IS NOT NULL)
+		SELECT id, created_at FROM w`,
 		t.LocalDay, t.SettleDate, t.Env, t.MID, t.TID, t.Batch, t.STAN, t.MTI, t.Kind, t.ProcCode, t.Amount, t.EntryMode,
 		t.Type, t.PANMasked, t.PANHash, t.CardOrg, t.MCC, t.AuthCode, t.RespCode, t.IssuerCode, string(t.State), t.WentUpstream,
 		t.Rule, t.Reason, t.ReqHash, t.OrigID, TraceChecks(t.Trace), t.RRN, t.UpTrace, t.UpTime, t.Reversal, t.Operator,
@@ -238,14 +241,29 @@ func (j *Journal) Finish(ctx context.Context, id int64, o Outcome, more ...func(
 	return err
 }
 
-// FinishOp queues the outcome update of one transaction. The statement names the
-// transaction's partition (from its id), so it is planned once, not per partition.
+// FinishOp queues the outcome of one transaction: a row of txn_outcome (the request row is
+// never updated), and the prepared reversal dropped when it can no longer be needed. The
+// statements name the transaction's partitions (from its id), so they are planned once.
 func FinishOp(id int64, o Outcome) func(*pgx.Batch) {
 	return func(b *pgx.Batch) {
-		b.Queue(`UPDATE `+PartitionOf(id)+` SET state=$2, resp_code=$3, issuer_code=$4, auth_code=$5, rule=$6, reason=$7,
-			went_upstream=$8, balance=$9, reversal = CASE WHEN $10 THEN reversal END, issuer_us = $11, via = $12, updated_at=now() WHERE id=$1`,
-			id, string(o.State), o.RespCode, o.IssuerCode, o.AuthCode, o.Rule, o.Reason, o.WentUpstream, nullStr(o.Balance), o.KeepReversal,
+		b.Queue(`INSERT INTO `+OutcomeOf(id)+` (id, local_day, at, state, resp_code, issuer_code, auth_code, rule, reason, went_upstream, balance, issuer_us, via)
+			VALUES ($1, txn_day($1), now(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+			ON CONFLICT (id, local_day) DO UPDATE SET at = EXCLUDED.at, state = EXCLUDED.state, resp_code = EXCLUDED.resp_code,
+				issuer_code = EXCLUDED.issuer_code, auth_code = EXCLUDED.auth_code, rule = EXCLUDED.rule, reason = EXCLUDED.reason,
+				went_upstream = EXCLUDED.went_upstream, balance = EXCLUDED.balance, issuer_us = EXCLUDED.issuer_us, via = EXCLUDED.via`,
+			id, string(o.State), o.RespCode, o.IssuerCode, o.AuthCode, o.Rule, o.Reason, o.WentUpstream, nullStr(o.Balance),
 			nullInt(o.IssuerMicros), nullVia(o.Via))
+		if !o.KeepReversal {
+			DropReversalOp(id)(b)
+		}
+	}
+}
+
+// DropReversalOp queues the deletion of a transaction's prepared reversal (it can no longer be
+// reversed).
+func DropReversalOp(id int64) func(*pgx.Batch) {
+	return func(b *pgx.Batch) {
+		b.Queue(`DELETE FROM `+ReversalOf(id)+` WHERE id = $1`, id)
 	}
 }
 
@@ -255,15 +273,20 @@ func FinishOp(id int64, o Outcome) func(*pgx.Batch) {
 // it: reversing the void puts the purchase back.
 func SetStateOp(id int64, state byte) func(*pgx.Batch) {
 	return func(b *pgx.Batch) {
-		b.Queue(`UPDATE `+PartitionOf(id)+` SET state=$2, reversal = CASE WHEN $3 THEN NULL ELSE reversal END, updated_at=now() WHERE id=$1`,
-			id, string(state), state == Reversed)
+		b.Queue(`INSERT INTO `+OutcomeOf(id)+` (id, local_day, at, state) VALUES ($1, txn_day($1), now(), $2)
+			ON CONFLICT (id, local_day) DO UPDATE SET at = EXCLUDED.at, state = EXCLUDED.state`, id, string(state))
+		if state == Reversed {
+			DropReversalOp(id)(b)
+		}
 	}
 }
 
 // AddRefundedOp queues an increase of an original's refunded amount.
 func AddRefundedOp(id, amount int64) func(*pgx.Batch) {
 	return func(b *pgx.Batch) {
-		b.Queue(`UPDATE `+PartitionOf(id)+` SET refunded = refunded + $2, updated_at=now() WHERE id=$1`, id, amount)
+		b.Queue(`INSERT INTO `+OutcomeOf(id)+` AS o (id, local_day, at, refunded)
+			SELECT id, local_day, now(), refunded + $2 FROM `+PartitionOf(id)+` WHERE id = $1
+			ON CONFLICT (id, local_day) DO UPDATE SET at = EXCLUDED.at, refunded = coalesce(o.refunded, EXCLUDED.refunded - $2) + $2`, id, amount)
 	}
 }
 
@@ -374,8 +397,9 @@ func (j *Journal) LastAsOf(ctx context.Context, today time.Time, mid, tid, batch
 // BatchSettled drops the sealed reversals of a settled terminal batch: a terminal clears its
 // pending reversal before it settles, so none of them can be needed any more.
 func (j *Journal) BatchSettled(ctx context.Context, today time.Time, mid, tid, batch string) error {
-	_, err := j.Pool.Exec(ctx, `UPDATE txn SET reversal = NULL WHERE mid=$1 AND tid=$2 AND batch=$3 AND reversal IS NOT NULL
-		AND local_day >= $4 AND local_day <= $5`, mid, tid, batch, today.AddDate(0, 0, -ReversalLookback), today)
+	_, err := j.Pool.Exec(ctx, `DELETE FROM txn_reversal r USING txn_request w
+		WHERE w.mid=$1 AND w.tid=$2 AND w.batch=$3 AND w.local_day >= $4 AND w.local_day <= $5
+		AND r.id = w.id AND r.local_day = w.local_day AND r.local_day >= $4 AND r.local_day <= $5`, mid, tid, batch, today.AddDate(0, 0, -ReversalLookback), today)
 	return err
 }
 

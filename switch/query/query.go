@@ -289,7 +289,7 @@ func each(ctx context.Context, j *journal.Journal, w string, args []any, f Filte
 // starts.
 func Newest(ctx context.Context, j *journal.Journal) (int64, error) {
 	var id int64
-	if err := j.Pool.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM txn").Scan(&id); err != nil {
+	if err := j.Pool.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM txn_request").Scan(&id); err != nil {
 		return 0, fmt.Errorf("%w: %v", journal.ErrUnavailable, err)
 	}
 	return id, nil

@@ -169,14 +169,20 @@ func (s *Service) finish(ctx context.Context, id int64, m, ans *upstream.Message
 	r.fill()
 	payload, key := s.refundPayload(r)
 	_, err = s.Journal.Insert(ctx, rec, func(b *pgx.Batch) {
+		// the original's outcome row, which the next statement changes (the original's request
+		// row is never updated)
+		b.Queue(`INSERT INTO txn_outcome (id, local_day) SELECT orig_id, txn_day(orig_id) FROM bo_refund
+			WHERE id = $1 AND state = 'sent' AND orig_id IS NOT NULL ON CONFLICT DO NOTHING`, id)
 		b.Queue(`WITH done AS (
 				UPDATE bo_refund SET state = $2, resp_code = $3, auth_code = $4, rule = 'issuer', why = $5, last_error = '', updated_at = now(),
-					txn_id = (SELECT id FROM txn WHERE local_day=$6 AND mid=$7 AND tid=$8 AND batch=$9 AND stan=$10 AND mti=$11)
+					txn_id = (SELECT id FROM txn_request WHERE local_day=$6 AND mid=$7 AND tid=$8 AND batch=$9 AND stan=$10 AND mti=$11)
 				WHERE id = $1 AND state = 'sent' RETURNING id, orig_id, amount, kind, mid),
-			released AS (UPDATE txn SET refunded = refunded - done.amount, updated_at = now() FROM done
-				WHERE txn.id = done.orig_id AND done.kind = 'refund' AND $2 = 'failed'),
-			voided AS (UPDATE txn SET state = 'V', updated_at = now() FROM done
-				WHERE txn.id = done.orig_id AND done.kind = 'void' AND $2 = 'succeeded'),
+			released AS (UPDATE txn_outcome o SET refunded = coalesce(o.refunded, w.refunded) - done.amount, at = now() FROM done, txn_request w
+				WHERE o.id = done.orig_id AND o.local_day = txn_day(done.orig_id) AND w.id = o.id AND w.local_day = o.local_day
+				AND done.kind = 'refund' AND $2 = 'failed'),
+			voided AS (INSERT INTO txn_outcome (id, local_day, at, state) SELECT done.orig_id, txn_day(done.orig_id), now(), 'V' FROM done
+				WHERE done.kind = 'void' AND $2 = 'succeeded'
+				ON CONFLICT (id, local_day) DO UPDATE SET at = EXCLUDED.at, state = EXCLUDED.state),
 			ev AS (INSERT INTO bo_refund_event (refund_id, state, who, note) SELECT id, $2, 'issuer', $12 FROM done)
 			INSERT INTO notification (mid, event_key, event, payload, expires_at)
 				SELECT done.mid, $13, $14, $15, now() + $16::interval FROM done JOIN merchant_backoffice mb ON mb.mid = done.mid

@@ -370,7 +370,7 @@ func (s *Service) paymentsDue(ctx context.Context) int {
 	err := s.pool().QueryRow(ctx, `SELECT after FROM notify_cursor WHERE name = 'payments'`).Scan(&after)
 	if err != nil {
 		// start from now: payments before opting in are not notified
-		if err := s.pool().QueryRow(ctx, `INSERT INTO notify_cursor (name, after) SELECT 'payments', coalesce(max(id), 0) FROM txn
+		if err := s.pool().QueryRow(ctx, `INSERT INTO notify_cursor (name, after) SELECT 'payments', coalesce(max(id), 0) FROM txn_request
 			ON CONFLICT (name) DO UPDATE SET after = notify_cursor.after RETURNING after`).Scan(&after); err != nil {
 			return 0
 		}

@@ -437,7 +437,7 @@ func (s *Service) refuse(ctx context.Context, r *Refund, orig *journal.Txn, dec 
 	rec := s.journalRow(r, orig, kindOf(r.Kind), dayOf(now), now)
 	rec.State, rec.RespCode, rec.Rule, rec.Reason, rec.Trace = journal.Declined, r.Code, r.Rule, r.Why, strings.Join(dec.Passed, ",")
 	if _, err := s.Journal.Insert(ctx, rec, func(b *pgx.Batch) {
-		b.Queue("UPDATE bo_refund SET txn_id = (SELECT id FROM txn WHERE local_day=$2 AND mid=$3 AND tid=$4 AND batch=$5 AND stan=$6 AND mti=$7) WHERE id = $1",
+		b.Queue("UPDATE bo_refund SET txn_id = (SELECT id FROM txn_request WHERE local_day=$2 AND mid=$3 AND tid=$4 AND batch=$5 AND stan=$6 AND mti=$7) WHERE id = $1",
 			r.ID, rec.LocalDay, rec.MID, rec.TID, rec.Batch, rec.STAN, rec.MTI)
 	}); err != nil {
 		s.Log.Warn("back-office refund refusal not journaled in txn", "refund", r.ID, "err", err)
@@ -494,7 +494,14 @@ func (s *Service) accept(ctx context.Context, r *Refund, orig *journal.Txn, dec 
 		}
 		var n int64
 		if kind == pos.Refund {
-			ct, err := tx.Exec(ctx, `UPDATE txn SET refunded = refunded + $2, updated_at = now() WHERE id = $1 AND state = 'A' AND refunded + $2 <= amount`, orig.ID, r.Amount)
+			// the original's outcome row is what changes (and what is locked: two reviewers
+			// approving refunds of one purchase at once take turns and the second sees the first)
+			if _, err := tx.Exec(ctx, "INSERT INTO "+journal.OutcomeOf(orig.ID)+" (id, local_day) VALUES ($1, txn_day($1)) ON CONFLICT DO NOTHING", orig.ID); err != nil {
+				return err
+			}
+			ct, err := tx.Exec(ctx, `UPDATE `+journal.OutcomeOf(orig.ID)+` o SET refunded = coalesce(o.refunded, w.refunded) + $2, at = now()
+				FROM `+journal.PartitionOf(orig.ID)+` w WHERE o.id = $1 AND w.id = $1
+				AND coalesce(o.state, w.state) = 'A' AND coalesce(o.refunded, w.refunded) + $2 <= w.amount`, orig.ID, r.Amount)
 			if err != nil {
 				return err
 			}

@@ -112,10 +112,10 @@ func TestReconcileWithIssuer(t *testing.T) {
 
 	lost, changed, unknown := res[3].Resp.RRN, res[4].Resp.RRN, res[5].Resp.RRN
 	pool := s.Journal.Pool
-	if _, err := pool.Exec(ctx, "DELETE FROM txn WHERE rrn = $1", lost); err != nil {
+	if _, err := pool.Exec(ctx, "DELETE FROM txn_request WHERE rrn = $1", lost); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pool.Exec(ctx, "UPDATE txn SET amount = amount + 1 WHERE rrn = $1", changed); err != nil {
+	if _, err := pool.Exec(ctx, "UPDATE txn_request SET amount = amount + 1 WHERE rrn = $1", changed); err != nil {
 		t.Fatal(err)
 	}
 	r, err = st.Reconcile(ctx, d0, clearing(unknown))

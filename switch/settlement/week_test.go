@@ -294,7 +294,7 @@ func (g *generator) load(t testing.TB, db *pgx.Conn) {
 			r.mti, r.kind, r.amount, "6222021234****0123", fmt.Sprintf("%012d", r.id), r.resp, string(r.state), r.resp == "00" || r.state == 'T',
 			[]byte{1}, orig, r.refunded, "U" + fmt.Sprintf("%06d", r.id)})
 	}
-	if _, err := db.CopyFrom(ctx, pgx.Identifier{"txn"}, []string{"id", "created_at", "local_day", "settle_date", "env", "mid", "tid", "batch", "stan",
+	if _, err := db.CopyFrom(ctx, pgx.Identifier{"txn_request"}, []string{"id", "created_at", "local_day", "settle_date", "env", "mid", "tid", "batch", "stan",
 		"mti", "kind", "amount", "pan_masked", "rrn", "resp_code", "state", "went_upstream", "req_hash", "orig_id", "refunded", "up_trace"}, pgx.CopyFromRows(rows)); err != nil {
 		t.Fatal(err)
 	}
