@@ -64,7 +64,7 @@ func (s *Switch) CheckBackOffice(ctx context.Context, kind *pos.Kind, orig *jour
 		}
 		out.Passed = append(out.Passed, "void-settlement")
 	}
-	out.Decision = Decision{Rule: "acquirer-checks", Reason: "passed every acquirer check"}
+	out.Decision = Decision{Rule: journal.PassedRule, Reason: journal.PassedReason}
 	return out
 }
 

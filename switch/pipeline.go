@@ -90,7 +90,7 @@ func (s *Switch) decide(ctx context.Context, t *Txn) bool {
 		t.Trace = append(t.Trace, t.Decision)
 		return false
 	}
-	t.Decision = Decision{Rule: "acquirer-checks", Code: "", Reason: "passed every acquirer check"}
+	t.Decision = Decision{Rule: journal.PassedRule, Code: "", Reason: journal.PassedReason}
 	t.Trace = append(t.Trace, t.Decision)
 	return true
 }

@@ -236,7 +236,8 @@ func (l *Ledger) compact() error {
 // compactBehind starts a snapshot in the background (under the lock): the keys of the
 // retained authorisations and the balances are copied, the log in use becomes ledger.log.old
 // and a new log begins at once. The writer then takes the lock for snapChunk authorisations at
-// a time, copies them and lets go, and sleeps snapPause between chunks: a ledger of 500,000
+// a time, copies them and lets go, and sleeps between chunks (three times as long as the chunk
+// took, so that it takes at most a quarter of a core, and at least snapPause): a ledger of 500,000
 // authorisations (190 MB of JSON) was copied whole under the lock (requests held 100-300 ms)
 // and marshalled in one piece (a core for seconds, and a 190 MB buffer for the collector).
 //
@@ -303,6 +304,7 @@ func (l *Ledger) writeSnapPaced(keys []string, bal map[string]int64) error {
 	chunk := make([]Auth, 0, snapChunk)
 	first := true
 	for i := 0; i < len(keys); i += snapChunk {
+		t0 := time.Now()
 		chunk = chunk[:0]
 		l.mu.Lock()
 		for _, k := range keys[i:min(i+snapChunk, len(keys))] {
@@ -325,7 +327,8 @@ func (l *Ledger) writeSnapPaced(keys []string, bal map[string]int64) error {
 		if snapHook != nil {
 			snapHook(i + len(chunk))
 		}
-		time.Sleep(snapPause)
+		// at most a quarter of a core: the issuer's answers share the machine with it
+		time.Sleep(max(snapPause, 3*time.Since(t0)))
 	}
 	w.WriteString("]}")
 	if err := w.Flush(); err != nil {

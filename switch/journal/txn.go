@@ -152,7 +152,7 @@ func queueInsert(b *pgx.Batch, t *Txn, inserted *bool) {
 		SELECT id, created_at FROM w`,
 		t.LocalDay, t.SettleDate, t.Env, t.MID, t.TID, t.Batch, t.STAN, t.MTI, t.Kind, t.ProcCode, t.Amount, t.EntryMode,
 		t.Type, t.PANMasked, t.PANHash, t.CardOrg, t.MCC, t.AuthCode, t.RespCode, t.IssuerCode, string(t.State), t.WentUpstream,
-		t.Rule, t.Reason, t.ReqHash, t.OrigID, TraceChecks(t.Trace), t.RRN, t.UpTrace, t.UpTime, t.Reversal, t.Operator,
+		writtenRule(t.Rule, t.Reason), writtenReason(t.Rule, t.Reason), t.ReqHash, t.OrigID, TraceChecks(t.Trace), t.RRN, t.UpTrace, t.UpTime, t.Reversal, t.Operator,
 		t.Inputs.ReqMCC, t.Inputs.HasPIN, t.Inputs.DevSerial, t.Inputs.DevSDK, t.Inputs.DevCheck, nullVia(t.Via), created,
 	).QueryRow(func(row pgx.Row) error {
 		err := row.Scan(&t.ID, &t.CreatedAt)
@@ -186,6 +186,30 @@ func (j *Journal) NextRRN(ctx context.Context) (string, error) {
 	n := r.next
 	r.next++
 	return fmt.Sprintf("%012d", n), nil
+}
+
+// PassedRule and PassedReason are the decision of a request that passed every acquirer check
+// and goes upstream: what its request row says until the outcome says more.
+const (
+	PassedRule   = "acquirer-checks"
+	PassedReason = "passed every acquirer check"
+)
+
+// writtenRule and writtenReason are a request row's rule and reason as written: NULL for the
+// decision most rows carry (PassedRule, PassedReason), which the txn view shows for NULL (43 B
+// less of every request row and of its WAL).
+func writtenRule(rule, reason string) any {
+	if rule == PassedRule && reason == PassedReason {
+		return nil
+	}
+	return rule
+}
+
+func writtenReason(rule, reason string) any {
+	if rule == PassedRule && reason == PassedReason {
+		return nil
+	}
+	return reason
 }
 
 func nullInt(n int64) any {
@@ -246,11 +270,13 @@ func (j *Journal) Finish(ctx context.Context, id int64, o Outcome, more ...func(
 // statements name the transaction's partitions (from its id), so they are planned once.
 func FinishOp(id int64, o Outcome) func(*pgx.Batch) {
 	return func(b *pgx.Batch) {
-		b.Queue(`INSERT INTO `+OutcomeOf(id)+` (id, local_day, at, state, resp_code, issuer_code, auth_code, rule, reason, went_upstream, balance, issuer_us, via)
-			VALUES ($1, txn_day($1), now(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-			ON CONFLICT (id, local_day) DO UPDATE SET at = EXCLUDED.at, state = EXCLUDED.state, resp_code = EXCLUDED.resp_code,
-				issuer_code = EXCLUDED.issuer_code, auth_code = EXCLUDED.auth_code, rule = EXCLUDED.rule, reason = EXCLUDED.reason,
-				went_upstream = EXCLUDED.went_upstream, balance = EXCLUDED.balance, issuer_us = EXCLUDED.issuer_us, via = EXCLUDED.via`,
+		// an update of the row if there is one (none, for a transaction finishing the first
+		// time), else a plain INSERT: ON CONFLICT would cost a speculative insertion and its
+		// confirmation record (48 B of WAL) for every transaction
+		b.Queue(`WITH u AS (UPDATE `+OutcomeOf(id)+` SET at = now(), state = $2, resp_code = $3, issuer_code = $4, auth_code = $5, rule = $6,
+				reason = $7, went_upstream = $8, balance = $9, issuer_us = $10, via = $11 WHERE id = $1 AND local_day = txn_day($1) RETURNING 1)
+			INSERT INTO `+OutcomeOf(id)+` (id, local_day, at, state, resp_code, issuer_code, auth_code, rule, reason, went_upstream, balance, issuer_us, via)
+			SELECT $1, txn_day($1), now(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 WHERE NOT EXISTS (SELECT 1 FROM u)`,
 			id, string(o.State), o.RespCode, o.IssuerCode, o.AuthCode, o.Rule, o.Reason, o.WentUpstream, nullStr(o.Balance),
 			nullInt(o.IssuerMicros), nullVia(o.Via))
 		if !o.KeepReversal {

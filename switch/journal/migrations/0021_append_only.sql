@@ -111,6 +111,9 @@ END $$;
 
 INSERT INTO txn_reversal (id, local_day, sealed) SELECT id, local_day, reversal FROM txn_request WHERE reversal IS NOT NULL;
 ALTER TABLE txn_request DROP COLUMN reversal;
+-- the decision of a request that passed every check and went upstream is written as NULL (the
+-- view shows it; journal.PassedRule): 43 bytes less in most request rows
+ALTER TABLE txn_request ALTER COLUMN rule DROP NOT NULL, ALTER COLUMN reason DROP NOT NULL;
 
 -- today's and the days ahead: new pages packed full, analysed early (txn_ensure_partition)
 DO $$
@@ -135,7 +138,8 @@ SELECT w.checks, w.id, w.created_at, coalesce(o.at, w.updated_at) AS updated_at,
        w.pan_masked, w.pan_hash, w.card_org, w.mcc, w.rrn,
        coalesce(o.auth_code, w.auth_code) AS auth_code, coalesce(o.resp_code, w.resp_code) AS resp_code,
        coalesce(o.issuer_code, w.issuer_code) AS issuer_code, w.up_trace, w.up_time,
-       coalesce(o.state, w.state) AS state, coalesce(o.rule, w.rule) AS rule, coalesce(o.reason, w.reason) AS reason,
+       coalesce(o.state, w.state) AS state,
+       coalesce(o.rule, w.rule, 'acquirer-checks') AS rule, coalesce(o.reason, w.reason, 'passed every acquirer check') AS reason,
        w.req_hash, (SELECT r.sealed FROM txn_reversal r WHERE r.id = w.id AND r.local_day = w.local_day) AS reversal, w.operator, w.req_mcc, w.dev_serial, w.dev_sdk, w.dev_check,
        coalesce(o.balance, w.balance) AS balance, coalesce(o.via, w.via) AS via
 FROM txn_request w
