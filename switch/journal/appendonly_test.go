@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	rc "github.com/shoudan/shoudan/responsecodes"
 	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,6 +19,7 @@ func pendingPurchase(t *testing.T, j *journal.Journal, tid, batch, stan string) 
 	d := time.Now()
 	rec := &journal.Txn{LocalDay: d, SettleDate: d, Env: "production", MID: "M1", TID: tid, Batch: batch, STAN: stan, MTI: "0200",
 		Kind: "purchase", Amount: 1000, State: journal.Pending, WentUpstream: true, ReqHash: []byte(stan), Trace: "frame",
+		Rule: journal.PassedRule, Reason: journal.PassedReason,
 		Reversal: j.Vault.Seal([]byte("reversal of " + stan))}
 	ok, err := j.Insert(t.Context(), rec)
 	require.NoError(t, err)
@@ -28,7 +30,7 @@ func pendingPurchase(t *testing.T, j *journal.Journal, tid, batch, stan string) 
 func approve(t *testing.T, j *journal.Journal, rec *journal.Txn) {
 	t.Helper()
 	require.NoError(t, j.Finish(t.Context(), rec.ID, journal.Outcome{State: journal.Approved, RespCode: "00", IssuerCode: "00", AuthCode: "123456",
-		Rule: "issuer", Reason: "issuer answered Approved", WentUpstream: true, KeepReversal: true, IssuerMicros: 1500}))
+		Rule: "issuer", Reason: "issuer answered " + rc.Describe(rc.Approved).English, WentUpstream: true, KeepReversal: true, IssuerMicros: 1500}))
 }
 
 func hasReversal(t *testing.T, j *journal.Journal, id int64) bool {
@@ -122,19 +124,42 @@ func TestRequestRowsAreNeverUpdated(t *testing.T) {
 	assert.Equal(t, "A", s)
 	assert.Equal(t, int64(500), refunded)
 
+	// the commonest values are written as NULL and shown by the view as they were given
+	var rule, reason, updated, wRefunded, oRule, oReason any
+	var vRule, vReason string
+	var vRefunded int64
+	var vUpdated, created time.Time
+	require.NoError(t, j.Pool.QueryRow(ctx, `SELECT w.rule, w.reason, w.updated_at, w.refunded, o.rule, o.reason, v.rule, v.reason, v.refunded, v.updated_at, v.created_at
+		FROM txn_request w JOIN txn_outcome o USING (id, local_day) JOIN txn v USING (id, local_day) WHERE id = $1`, recs[5].ID).
+		Scan(&rule, &reason, &updated, &wRefunded, &oRule, &oReason, &vRule, &vReason, &vRefunded, &vUpdated, &created))
+	assert.Nil(t, rule)
+	assert.Nil(t, reason)
+	assert.Nil(t, updated)
+	assert.Nil(t, wRefunded)
+	assert.Equal(t, "issuer", oRule)
+	assert.Nil(t, oReason, "an issuer's approval: the reason is not written")
+	assert.Equal(t, "issuer", vRule)
+	assert.Equal(t, journal.IssuerApproved, vReason)
+	assert.Equal(t, "issuer answered "+rc.Describe(rc.Approved).English, journal.IssuerApproved, "what the switch writes for an approval")
+	assert.Zero(t, vRefunded)
+	assert.False(t, vUpdated.Before(created), "updated_at is the outcome's time")
+	pending := pendingPurchase(t, j, "U9", "000001", "000099")
+	require.NoError(t, j.Pool.QueryRow(ctx, "SELECT rule, reason, state, refunded FROM txn WHERE id = $1", pending.ID).Scan(&vRule, &vReason, &s, &vRefunded))
+	assert.Equal(t, []any{journal.PassedRule, journal.PassedReason, "P", int64(0)}, []any{vRule, vReason, s, vRefunded})
+
 	// the statistics of the request partition, once they are flushed (every backend reports
-	// at most every second): 20 inserts, no update, no delete
+	// at most every second): 21 inserts, no update, no delete
 	deadline := time.Now().Add(10 * time.Second)
 	var ins, upd, del int64
 	for time.Now().Before(deadline) {
 		require.NoError(t, j.Pool.QueryRow(ctx, `SELECT coalesce(sum(n_tup_ins), 0), coalesce(sum(n_tup_upd), 0), coalesce(sum(n_tup_del), 0)
 			FROM pg_stat_user_tables WHERE relname ~ '^txn_p[0-9]{8}$'`).Scan(&ins, &upd, &del))
-		if ins >= 20 {
+		if ins >= 21 {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	require.Equal(t, int64(20), ins, "the inserts are counted")
+	require.Equal(t, int64(21), ins, "the inserts are counted")
 	assert.Zero(t, upd, "no request row was updated")
 	assert.Zero(t, del)
 }

@@ -499,9 +499,9 @@ func (s *Service) accept(ctx context.Context, r *Refund, orig *journal.Txn, dec 
 			if _, err := tx.Exec(ctx, "INSERT INTO "+journal.OutcomeOf(orig.ID)+" (id, local_day) VALUES ($1, txn_day($1)) ON CONFLICT DO NOTHING", orig.ID); err != nil {
 				return err
 			}
-			ct, err := tx.Exec(ctx, `UPDATE `+journal.OutcomeOf(orig.ID)+` o SET refunded = coalesce(o.refunded, w.refunded) + $2, at = now()
+			ct, err := tx.Exec(ctx, `UPDATE `+journal.OutcomeOf(orig.ID)+` o SET refunded = coalesce(o.refunded, w.refunded, 0) + $2, at = now()
 				FROM `+journal.PartitionOf(orig.ID)+` w WHERE o.id = $1 AND w.id = $1
-				AND coalesce(o.state, w.state) = 'A' AND coalesce(o.refunded, w.refunded) + $2 <= w.amount`, orig.ID, r.Amount)
+				AND coalesce(o.state, w.state) = 'A' AND coalesce(o.refunded, w.refunded, 0) + $2 <= w.amount`, orig.ID, r.Amount)
 			if err != nil {
 				return err
 			}
