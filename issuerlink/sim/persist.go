@@ -195,10 +195,15 @@ func (p *ledgerFile) writeSnap(c diskChange) error {
 	if err := os.WriteFile(snap+".tmp", b, 0o600); err != nil {
 		return fmt.Errorf("ledger %s: %w", snap, err)
 	}
+	return p.installSnap()
+}
+
+// installSnap makes ledger.snap.tmp the snapshot; it holds everything the old log did.
+func (p *ledgerFile) installSnap() error {
+	snap := filepath.Join(p.dir, "ledger.snap")
 	if err := os.Rename(snap+".tmp", snap); err != nil {
 		return err
 	}
-	// the snapshot holds everything the old log did
 	if err := os.Remove(filepath.Join(p.dir, "ledger.log.old")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -337,14 +342,7 @@ func (l *Ledger) writeSnapPaced(keys []string, bal map[string]int64) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("ledger %s: %w", snap, err)
 	}
-	if err := os.Rename(snap+".tmp", snap); err != nil {
-		return err
-	}
-	// the snapshot holds everything the old log did
-	if err := os.Remove(filepath.Join(p.dir, "ledger.log.old")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
+	return p.installSnap()
 }
 
 func (p *ledgerFile) openLogAppend() error {

@@ -20,6 +20,8 @@
 --    that passed every check (journal.PassedRule), the reason of an issuer's approval
 --    (journal.IssuerApproved), a request row's updated_at and refunded (the outcome's).
 --
+-- All nodes must be stopped for it: an older switch writes txn as a table, which is now a view.
+--
 -- Measured with `shoudan bench --phases journal,journal-append` (the same group commit, HOT
 -- update against append-only): append-only wrote 1,348 B of WAL per transaction against 1,525,
 -- left no dead tuples and ran 9% faster (docs/journal.md).
