@@ -113,8 +113,8 @@ func Open(ctx context.Context, url string, vault *Vault) (*Journal, error) {
 // one for what the committers wrote before they stopped.
 func (j *Journal) notifier() {
 	defer close(j.notified)
-	send := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	send := func(within time.Duration) {
+		ctx, cancel := context.WithTimeout(context.Background(), within)
 		defer cancel()
 		j.Pool.Exec(ctx, "SELECT pg_notify($1, '')", TxnChannel) // lost with the connection: listeners re-read on reconnect
 	}
@@ -122,14 +122,15 @@ func (j *Journal) notifier() {
 		select {
 		case <-j.notify:
 		case <-j.done:
+			// the last one must not hold up a shutdown (Close waits for it)
 			select {
 			case <-j.notify:
-				send()
+				send(200 * time.Millisecond)
 			default:
 			}
 			return
 		}
-		send()
+		send(5 * time.Second)
 		select {
 		case <-time.After(NotifyEvery):
 		case <-j.done:
