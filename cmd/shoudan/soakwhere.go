@@ -31,7 +31,8 @@ type Share struct {
 	Bench    float64 `json:"generator"` // this process: the load generator and the watchers
 	// VacuumS is the seconds an autovacuum worker was working on a txn partition.
 	VacuumS float64 `json:"txn_vacuum_s"`
-	// Waits are the wait events of PostgreSQL's active backends, as a share of the samples.
+	// Waits are the wait events of PostgreSQL's active backends: the mean number of backends in
+	// each over the stretch (CPU: running, not waiting).
 	Waits map[string]float64 `json:"waits,omitempty"`
 }
 
@@ -40,7 +41,6 @@ type whereSample struct {
 	sw, issuer, pg, vacuum, bench float64 // cumulative CPU seconds
 	txnVacuum                     bool
 	waits                         []string
-	backends                      int
 }
 
 type whereWatch struct {
@@ -159,7 +159,6 @@ func (w *whereWatch) run(ctx context.Context, url string, switchPID, issuerPID, 
 				continue
 			}
 			if kind == "client backend" {
-				s.backends++
 				s.waits = append(s.waits, wait)
 			}
 		}

@@ -45,10 +45,12 @@ func PartitionName(d time.Time) string { return "txn_p" + d.Format("20060102") }
 // PartitionOf is the partition holding the transaction with this id (its request row).
 func PartitionOf(id int64) string { return PartitionName(DayOf(id)) }
 
-// OutcomeOf and ReversalOf are the partitions of txn_outcome and txn_reversal of the
-// transaction with this id (migration 0021).
-func OutcomeOf(id int64) string  { return "txn_o" + DayOf(id).Format("20060102") }
-func ReversalOf(id int64) string { return "txn_r" + DayOf(id).Format("20060102") }
+// OutcomeName and ReversalName are day d's partitions of txn_outcome and txn_reversal
+// (migration 0021); OutcomeOf and ReversalOf those of the transaction with this id.
+func OutcomeName(d time.Time) string  { return "txn_o" + d.Format("20060102") }
+func ReversalName(d time.Time) string { return "txn_r" + d.Format("20060102") }
+func OutcomeOf(id int64) string       { return OutcomeName(DayOf(id)) }
+func ReversalOf(id int64) string      { return ReversalName(DayOf(id)) }
 
 var partitionRE = regexp.MustCompile(`^txn_p(\d{8})$`)
 
@@ -231,8 +233,7 @@ func (j *Journal) archivePartition(ctx context.Context, p Partition, dir string)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return "", err
 	}
-	day := p.Day.Format("20060102")
-	o, r := "txn_o"+day, "txn_r"+day
+	o, r := OutcomeName(p.Day), ReversalName(p.Day)
 	// the rows as the txn view shows them, read from the day's three partitions once they are
 	// detached (nothing can change them any more): the view's own definition, on them
 	var view string
@@ -401,7 +402,7 @@ func (j *Journal) Restore(ctx context.Context, path string, keep int) (time.Time
 	// the archived rows are the transactions as they stood: they go whole into request rows (no
 	// outcome rows), their reversals (if any were still kept) into the day's reversal partition
 	bounds := fmt.Sprintf("FOR VALUES FROM ('%s') TO ('%s')", day.Format("2006-01-02"), day.AddDate(0, 0, 1).Format("2006-01-02"))
-	o, r := "txn_o"+day.Format("20060102"), "txn_r"+day.Format("20060102")
+	o, r := OutcomeName(day), ReversalName(day)
 	stmts = append(stmts,
 		"CREATE TABLE "+name+" (LIKE txn_request INCLUDING DEFAULTS) WITH (fillfactor = 100)",
 		"INSERT INTO "+name+" ("+strings.Join(common, ", ")+") SELECT "+strings.Join(casts, ", ")+" FROM txn_restore",

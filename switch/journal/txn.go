@@ -141,6 +141,7 @@ func queueInsert(b *pgx.Batch, t *Txn, inserted *bool) {
 		created = t.CreatedAt
 	}
 	// the request row and, in the same statement, its prepared reversal (none for a duplicate)
+	rule, reason := writtenDecision(t.Rule, t.Reason)
 	b.Queue(`WITH w AS (INSERT INTO txn_request (id, local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount, entry_mode,
 		type_code, pan_masked, pan_hash, card_org, mcc, auth_code, resp_code, issuer_code, state, went_upstream, rule, reason,
 		req_hash, orig_id, checks, rrn, up_trace, up_time, operator, req_mcc, has_pin, dev_serial, dev_sdk, dev_check, via, created_at)
@@ -152,7 +153,7 @@ func queueInsert(b *pgx.Batch, t *Txn, inserted *bool) {
 		SELECT id, created_at FROM w`,
 		t.LocalDay, t.SettleDate, t.Env, t.MID, t.TID, t.Batch, t.STAN, t.MTI, t.Kind, t.ProcCode, t.Amount, t.EntryMode,
 		t.Type, t.PANMasked, t.PANHash, t.CardOrg, t.MCC, t.AuthCode, t.RespCode, t.IssuerCode, string(t.State), t.WentUpstream,
-		writtenRule(t.Rule, t.Reason), writtenReason(t.Rule, t.Reason), t.ReqHash, t.OrigID, TraceChecks(t.Trace), t.RRN, t.UpTrace, t.UpTime, t.Reversal, t.Operator,
+		rule, reason, t.ReqHash, t.OrigID, TraceChecks(t.Trace), t.RRN, t.UpTrace, t.UpTime, t.Reversal, t.Operator,
 		t.Inputs.ReqMCC, t.Inputs.HasPIN, t.Inputs.DevSerial, t.Inputs.DevSDK, t.Inputs.DevCheck, nullVia(t.Via), created,
 	).QueryRow(func(row pgx.Row) error {
 		err := row.Scan(&t.ID, &t.CreatedAt)
@@ -195,21 +196,14 @@ const (
 	PassedReason = "passed every acquirer check"
 )
 
-// writtenRule and writtenReason are a request row's rule and reason as written: NULL for the
-// decision most rows carry (PassedRule, PassedReason), which the txn view shows for NULL (43 B
-// less of every request row and of its WAL).
-func writtenRule(rule, reason string) any {
+// writtenDecision is a request row's rule and reason as written: NULL for the decision most
+// rows carry (PassedRule, PassedReason), which the txn view shows for NULL (43 B less of every
+// request row and of its WAL).
+func writtenDecision(rule, reason string) (any, any) {
 	if rule == PassedRule && reason == PassedReason {
-		return nil
+		return nil, nil
 	}
-	return rule
-}
-
-func writtenReason(rule, reason string) any {
-	if rule == PassedRule && reason == PassedReason {
-		return nil
-	}
-	return reason
+	return rule, reason
 }
 
 // IssuerApproved is the reason of an issuer's approval; an outcome row writes it as NULL (the
