@@ -3,6 +3,7 @@ package posswitch_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/shoudan/shoudan/issuerlink/sim"
 	rc "github.com/shoudan/shoudan/responsecodes"
+	posswitch "github.com/shoudan/shoudan/switch"
 	"github.com/shoudan/shoudan/switch/app"
 	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/switch/switchtest"
@@ -253,4 +255,25 @@ func TestLinkShutdownDrains(t *testing.T) {
 	start = time.Now()
 	s2.App.Close(context.Background())
 	assert.Less(t, time.Since(start), 2*time.Second, "an issuer that never answers cannot hold the shutdown")
+}
+
+// TestShutdownAnswersRequestOnItsWay: a request that reaches the switch just after the stop began
+// (it was on the wire when the signal came) is answered, not met with a reset connection; an idle
+// terminal's socket is closed within the grace, not held for the whole drain.
+func TestShutdownAnswersRequestOnItsWay(t *testing.T) {
+	s := switchtest.Start(t, switchtest.Options{Edit: func(y string) string { return y + "shutdown:\n  drain: 3s\n" }})
+	d := s.SignedOn("10000001")
+	idle := s.SignedOn("10000002")
+	closed := make(chan time.Duration)
+	start := time.Now()
+	go func() { s.App.Close(context.Background()); closed <- time.Since(start) }()
+	time.Sleep(posswitch.DrainGrace / 5)
+	r, err := d.Purchase(good, 100)
+	require.NoError(t, err, "a request sent %s into the stop", time.Since(start).Round(time.Millisecond))
+	assert.Equal(t, rc.Approved, r.Code())
+	_ = idle.Conn().SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, err = idle.Conn().Read(make([]byte, 1))
+	assert.ErrorIs(t, err, io.EOF, "the idle terminal's socket is closed by the switch")
+	took := <-closed
+	assert.Less(t, took, 2*time.Second, "the stop waited for the grace, not the drain")
 }

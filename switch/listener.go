@@ -44,12 +44,21 @@ type Listener struct {
 	Switch *Switch
 	ln     net.Listener
 	slots  chan struct{}
-	wg     sync.WaitGroup // running transactions
-	conns  sync.Map       // net.Conn → struct{}
-	order  sync.Map       // TID|MID → *sync.Mutex: one transaction at a time per terminal
-	// draining: the listener is closing; no new request is read, those under way finish
+	conns  sync.Map // net.Conn → struct{}
+	order  sync.Map // TID|MID → *sync.Mutex: one transaction at a time per terminal
+	// mu orders admissions against Close: no socket is counted in serving once draining is set
+	mu      sync.Mutex
+	serving sync.WaitGroup // sockets being served; each waits for its transactions before it ends
+	// draining: the listener is closing; a request that has already arrived (by drainBy) is
+	// answered, none is read after that
 	draining atomic.Bool
+	drainBy  atomic.Int64 // unix nanoseconds
 }
+
+// drainGrace is how long a closing listener still reads requests already on their way: a terminal
+// that sent just before the stop gets its answer instead of a reset connection (with a deadline of
+// "now" the runtime refuses the read before it looks at data the kernel already holds).
+const drainGrace = 250 * time.Millisecond
 
 // Listen binds the address and starts accepting.
 func (s *Switch) Listen(cfg ListenerConfig) (*Listener, error) {
@@ -70,8 +79,15 @@ func (l *Listener) Addr() string { return l.ln.Addr().String() }
 
 // admit takes a connection slot or closes a connection over the limit.
 func (l *Listener) admit(nc net.Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.draining.Load() {
+		nc.Close()
+		return
+	}
 	select {
 	case l.slots <- struct{}{}:
+		l.serving.Add(1)
 		go l.serve(nc)
 	default:
 		nc.Close() // over the connection limit
@@ -91,6 +107,7 @@ func (l *Listener) serve(nc net.Conn) {
 		gauge.Dec()
 		l.conns.Delete(nc)
 		<-l.slots
+		l.serving.Done()
 	}()
 	if l.Cfg.TLS != nil {
 		tc := tls.Server(nc, l.Cfg.TLS)
@@ -112,15 +129,15 @@ func (l *Listener) serve(nc net.Conn) {
 	r := bufio.NewReaderSize(nc, 512)
 	for {
 		_ = nc.SetReadDeadline(time.Now().Add(l.Cfg.IdleTimeout))
+		if l.draining.Load() { // after the idle deadline: Close may have set its own just before
+			_ = nc.SetReadDeadline(time.Unix(0, l.drainBy.Load()))
+		}
 		raw, err := pos.ReadFrame(r)
 		if err != nil {
 			var bad *pos.ErrFrameLength
 			if errors.As(err, &bad) {
 				l.Switch.rejectRaw(string(l.Cfg.Env), peer, nil, "", err.Error()+" (connection closed)")
 			}
-			return
-		}
-		if l.draining.Load() {
 			return
 		}
 		if first { // after the first read: a TLS connection has finished its handshake
@@ -157,8 +174,6 @@ func (w *answerWriter) write(b []byte) {
 
 // handle answers one frame; false means the connection must be closed.
 func (l *Listener) handle(w *answerWriter, peer Peer, raw []byte) bool {
-	l.wg.Add(1)
-	defer l.wg.Done()
 	start := time.Now()
 	f, err := pos.Decode(raw)
 	if err != nil {
@@ -192,16 +207,25 @@ func (l *Listener) handle(w *answerWriter, peer Peer, raw []byte) bool {
 	return true
 }
 
-// Close stops accepting and reading new requests, lets running transactions finish and answer
-// (until ctx ends), then closes every connection.
+// Close stops accepting, reads for drainGrace more what terminals had already sent (at most half
+// of what ctx leaves), lets running transactions finish and answer (until ctx ends), then closes
+// every connection.
 func (l *Listener) Close(ctx context.Context) {
 	l.ln.Close()
+	grace := drainGrace
+	if dl, ok := ctx.Deadline(); ok {
+		grace = min(grace, time.Until(dl)/2)
+	}
+	by := time.Now().Add(max(grace, 0))
+	l.mu.Lock()
+	l.drainBy.Store(by.UnixNano())
 	l.draining.Store(true)
-	// wake the readers: a socket with nothing under way closes now, one with a transaction
-	// running closes after its answer
-	l.conns.Range(func(k, _ any) bool { _ = k.(net.Conn).SetReadDeadline(time.Now()); return true })
+	l.mu.Unlock()
+	// a socket with nothing under way closes at the deadline, one with a transaction running
+	// closes after its answer
+	l.conns.Range(func(k, _ any) bool { _ = k.(net.Conn).SetReadDeadline(by); return true })
 	done := make(chan struct{})
-	go func() { l.wg.Wait(); close(done) }()
+	go func() { l.serving.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():

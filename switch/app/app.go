@@ -730,9 +730,11 @@ func (a *App) close(ctx context.Context) {
 		a.debounce.Stop()
 	}
 	a.dmu.Unlock()
+	var lwg sync.WaitGroup // the listeners drain side by side: one grace period, not one each
 	for _, l := range a.Listeners {
-		l.Close(ctx)
+		lwg.Go(func() { l.Close(ctx) })
 	}
+	lwg.Wait()
 	if a.cancel != nil {
 		a.cancel()
 		select { // a delivery under way ends within the issuer timeout
