@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	rc "github.com/shoudan/shoudan/responsecodes"
+	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/terminals"
 )
 
@@ -75,6 +77,18 @@ type DBGrowth struct {
 	Vacuums     int64   `json:"autovacuums"`
 	BackendWr   int64   `json:"backend_buffers_written"`
 	Tables      []Table `json:"tables,omitempty"` // where the bytes are, largest first
+	// Closed is the journal once the run's days are compacted as the upkeep does with a closed
+	// day (indexes rebuilt): what a day costs for the rest of its retention
+	Closed *ClosedDays `json:"closed,omitempty"`
+}
+
+// ClosedDays is the run's growth after compaction.
+type ClosedDays struct {
+	BytesPerTxn float64 `json:"bytes_per_txn"`
+	// ReversalPerTxn is the sealed reversals still held (the mix does not settle batches; a
+	// settled batch's are deleted): the rest is what a settled day keeps
+	ReversalPerTxn float64 `json:"reversal_bytes_per_txn"`
+	Seconds        float64 `json:"compaction_s"`
 }
 
 // Table is one table's share of the journal (its partitions summed).
@@ -289,6 +303,9 @@ func (sw *benchSwitch) soak(ctx context.Context, reg *terminals.Registry, load l
 		if p.DB.Tables, err = tableSizes(ctx, conn, last.Rows); err != nil {
 			return nil, err
 		}
+		if p.DB.Closed, err = compactRun(ctx, conn, w.readings[0], start, time.Now()); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -383,6 +400,33 @@ func printIntervals(w io.Writer, p *BenchPhase) error {
 	return nil
 }
 
+// compactRun compacts the days the run wrote to (journal.CompactDay) and measures the growth
+// from first again.
+func compactRun(ctx context.Context, conn *pgx.Conn, first DBReading, from, to time.Time) (*ClosedDays, error) {
+	began := time.Now()
+	for d := from.AddDate(0, 0, -1); !d.After(to.AddDate(0, 0, 1)); d = d.AddDate(0, 0, 1) { // whatever the switch's zone
+		if _, err := journal.CompactDay(ctx, conn, d); err != nil && !errors.Is(err, journal.ErrNoPartition) {
+			return nil, err
+		}
+	}
+	r, err := readDB(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	g := growth(first, r)
+	c := &ClosedDays{BytesPerTxn: g.BytesPerTxn, Seconds: time.Since(began).Seconds()}
+	ts, err := tableSizes(ctx, conn, g.Rows)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range ts {
+		if t.Name == "txn_reversal" {
+			c.ReversalPerTxn = t.PerTx
+		}
+	}
+	return c, nil
+}
+
 func printGrowth(w io.Writer, g *DBGrowth) {
 	fmt.Fprintf(w, "journal: %d rows, %.0f B/txn (txn partitions %.0f B/row), WAL %.0f B/txn, HOT %.0f%% of txn updates, dead tuples at the end %d (txn %d), %d autovacuums, %d buffers written by backends\n",
 		g.Rows, g.BytesPerTxn, g.TxnPerRow, g.WALPerTxn, g.HOTShare*100, g.Dead, g.TxnDead, g.Vacuums, g.BackendWr)
@@ -392,5 +436,9 @@ func printGrowth(w io.Writer, g *DBGrowth) {
 			parts = append(parts, fmt.Sprintf("%s %.0f B/txn", t.Name, t.PerTx))
 		}
 		fmt.Fprintf(w, "  by table: %s\n", strings.Join(parts, ", "))
+	}
+	if c := g.Closed; c != nil {
+		fmt.Fprintf(w, "  once the day is closed (indexes rebuilt as the upkeep does, %.0f s): %.0f B/txn; %.0f B/txn once the batches settle (their %.0f B/txn of sealed reversals deleted)\n",
+			c.Seconds, c.BytesPerTxn, c.BytesPerTxn-c.ReversalPerTxn, c.ReversalPerTxn)
 	}
 }

@@ -162,7 +162,8 @@ func (j *Journal) Maintain(ctx context.Context, r Retention, every time.Duration
 	}
 }
 
-// MaintainOnce creates the partitions ahead, applies retention and prunes acknowledged reversals.
+// MaintainOnce creates the partitions ahead, applies retention, prunes acknowledged reversals
+// and compacts a closed day (compact.go).
 func (j *Journal) MaintainOnce(ctx context.Context, r Retention, log *slog.Logger) {
 	{
 		today := time.Now()
@@ -181,6 +182,7 @@ func (j *Journal) MaintainOnce(ctx context.Context, r Retention, log *slog.Logge
 		if _, err := j.Pool.Exec(ctx, "DELETE FROM saf WHERE acked_at < now() - interval '7 days'"); err != nil && ctx.Err() == nil {
 			log.Warn("journal: pruning acknowledged reversals", "err", err)
 		}
+		j.compactClosed(ctx, today, log)
 	}
 }
 
