@@ -17,7 +17,7 @@ import (
 
 // journalCmd: the journal's daily partitions, retention and restore of archived days.
 func journalCmd(cfgPath *string) *cobra.Command {
-	c := &cobra.Command{Use: "journal", Short: "The journal's daily partitions: list, apply retention now, restore an archived day"}
+	c := &cobra.Command{Use: "journal", Short: "The journal's daily partitions: list, compact, apply retention now, restore an archived day"}
 	c.AddCommand(&cobra.Command{
 		Use:   "partitions",
 		Short: "List the journal's daily partitions (rows are estimates)",
@@ -28,14 +28,56 @@ func journalCmd(cfgPath *string) *cobra.Command {
 					return err
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "partition\tday\trows\tMB\tnote")
+				fmt.Fprintln(tw, "partition\tday\trows\tMB\tcompacted\tnote")
 				for _, p := range ps {
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%s\n", p.Name, p.Day.Format("2006-01-02"), max(p.Rows, 0), float64(p.Bytes)/(1<<20), p.Note)
+					compacted := "-"
+					if !p.Compacted.IsZero() {
+						compacted = p.Compacted.Local().Format("2006-01-02 15:04")
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%s\t%s\n", p.Name, p.Day.Format("2006-01-02"), max(p.Rows, 0), float64(p.Bytes)/(1<<20), compacted, p.Note)
 				}
 				return tw.Flush()
 			})
 		},
 	})
+	var compactDay string
+	compact := &cobra.Command{
+		Use:   "compact",
+		Short: "Rebuild a day's indexes now (the switch does the newest closed day each hour, 2 days after it)",
+		Long: `Rebuild the indexes of a day's request and outcome partitions (REINDEX CONCURRENTLY: the
+switch goes on writing) and vacuum its reversal partition. Without --day, the newest closed day
+not compacted yet, as the hourly upkeep would. Days being written to can be compacted too; they
+grow half-full index pages again as they take rows.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withJournal(cmd.Context(), *cfgPath, func(j *journal.Journal) error {
+				var c *journal.Compacted
+				if compactDay == "" {
+					var err error
+					if c, err = j.CompactClosed(cmd.Context(), time.Now()); err != nil {
+						return err
+					}
+					if c == nil {
+						fmt.Fprintf(cmd.OutOrStdout(), "no closed day left to compact (a day is compacted %d days after it)\n", journal.CompactAfterDays)
+						return nil
+					}
+				} else {
+					d, err := time.Parse("2006-01-02", compactDay)
+					if err != nil {
+						return fmt.Errorf("--day: expected YYYY-MM-DD, found %q", compactDay)
+					}
+					done, err := journal.CompactDay(cmd.Context(), j.Pool, d)
+					if err != nil {
+						return err
+					}
+					c = &done
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s compacted: %.1f MB -> %.1f MB\n", c.Day.Format("2006-01-02"), float64(c.Before)/(1<<20), float64(c.After)/(1<<20))
+				return nil
+			})
+		},
+	}
+	compact.Flags().StringVar(&compactDay, "day", "", "the day to compact, YYYY-MM-DD (default: the newest closed day not done)")
+	c.AddCommand(compact)
 	var days int
 	ret := &cobra.Command{
 		Use:   "retention",

@@ -47,12 +47,17 @@ func TestCompactClosedDay(t *testing.T) {
 	_, err := j.Pool.Exec(ctx, "CREATE UNIQUE INDEX CONCURRENTLY "+journal.PartitionName(closed)+"_ccnew ON "+journal.PartitionName(closed)+" (mid)")
 	require.Error(t, err, "duplicates: the build fails and leaves its index invalid")
 
+	first, err := journal.CompactDay(ctx, j.Pool, closed)
+	require.NoError(t, err)
+	assert.Less(t, first.After, first.Before, "compaction made the day smaller")
+	t.Logf("%s: %d bytes before, %d after", closed.Format("2006-01-02"), first.Before, first.After)
+	// as if that had been by hand while the day was open: the upkeep does it again once closed
+	_, err = j.Pool.Exec(ctx, "UPDATE txn_compacted SET at = day::timestamptz + interval '1 hour'")
+	require.NoError(t, err)
 	c, err := j.CompactClosed(ctx, time.Now())
 	require.NoError(t, err)
 	require.NotNil(t, c, "a closed day was due")
 	assert.Equal(t, closed.Format("2006-01-02"), c.Day.Format("2006-01-02"))
-	assert.Less(t, c.After, c.Before, "compaction made the day smaller")
-	t.Logf("%s: %d bytes before, %d after", c.Day.Format("2006-01-02"), c.Before, c.After)
 
 	var invalid, ccnew int
 	require.NoError(t, j.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE NOT indisvalid), count(*) FILTER (WHERE indexrelid::regclass::text LIKE '%ccnew%' OR indexrelid::regclass::text LIKE '%ccold%')
@@ -75,6 +80,15 @@ func TestCompactClosedDay(t *testing.T) {
 	byID, err := j.ByID(ctx, last.ID)
 	require.NoError(t, err)
 	require.NotNil(t, byID)
+
+	parts, err := j.Partitions(ctx)
+	require.NoError(t, err)
+	listed := map[string]bool{}
+	for _, p := range parts {
+		listed[p.Day.Format("2006-01-02")] = !p.Compacted.IsZero()
+	}
+	assert.True(t, listed[closed.Format("2006-01-02")], "the listing says the day is compacted")
+	assert.False(t, listed[yesterday.LocalDay.Format("2006-01-02")], "and yesterday is not")
 
 	again, err := j.CompactClosed(ctx, time.Now())
 	require.NoError(t, err)

@@ -111,6 +111,8 @@ type Partition struct {
 	Rows  int64 // estimate (pg_class.reltuples; -1 when never analysed)
 	Bytes int64 // heap, indexes and TOAST of its request, outcome and reversal partitions
 	Note  string
+	// Compacted: when the upkeep rebuilt the day's indexes (compact.go); zero = not yet
+	Compacted time.Time
 }
 
 // Partitions lists the attached partitions, oldest first.
@@ -118,7 +120,8 @@ func (j *Journal) Partitions(ctx context.Context) ([]Partition, error) {
 	rows, err := j.Pool.Query(ctx, `SELECT c.relname, c.reltuples::bigint,
 			pg_total_relation_size(c.oid) + coalesce(pg_total_relation_size(to_regclass('txn_o' || substr(c.relname, 6))), 0)
 				+ coalesce(pg_total_relation_size(to_regclass('txn_r' || substr(c.relname, 6))), 0),
-			coalesce(obj_description(c.oid, 'pg_class'), '')
+			coalesce(obj_description(c.oid, 'pg_class'), ''),
+			(SELECT k.at FROM txn_compacted k WHERE k.day = to_date(substr(c.relname, 6), 'YYYYMMDD'))
 		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'txn_request'::regclass ORDER BY c.relname`)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -127,8 +130,12 @@ func (j *Journal) Partitions(ctx context.Context) ([]Partition, error) {
 	var out []Partition
 	for rows.Next() {
 		var p Partition
-		if err := rows.Scan(&p.Name, &p.Rows, &p.Bytes, &p.Note); err != nil {
+		var at *time.Time
+		if err := rows.Scan(&p.Name, &p.Rows, &p.Bytes, &p.Note, &at); err != nil {
 			return nil, err
+		}
+		if at != nil {
+			p.Compacted = *at
 		}
 		m := partitionRE.FindStringSubmatch(p.Name)
 		if m == nil {
