@@ -381,3 +381,16 @@ func Processes(s string) []string {
 	}
 	return out
 }
+
+// AwayFromMidnight waits, when the local day ends within d, until the next day has begun: a test
+// whose steps must share a business day (a void finds only today's purchase) cannot then straddle
+// midnight on the real clock.
+func AwayFromMidnight(t testing.TB, d time.Duration) {
+	t.Helper()
+	y, m, dd := time.Now().Date()
+	next := time.Date(y, m, dd+1, 0, 0, 0, 0, time.Local)
+	if left := time.Until(next); left < d {
+		t.Logf("%s to midnight: waiting for the next day, so that the test's steps share one", left.Round(time.Second))
+		time.Sleep(left + time.Second)
+	}
+}
