@@ -97,23 +97,12 @@ func (j *Journal) CompactClosed(ctx context.Context, today time.Time) (*Compacte
 	if err != nil {
 		return nil, err
 	}
-	// a day compacted while it was still open (by hand) has grown half-full pages since: it is
-	// done only by a compaction after it closed
-	rows, err := j.Pool.Query(ctx, "SELECT day FROM txn_compacted WHERE at >= day + $1::int", CompactAfterDays)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	done := map[string]bool{}
-	days, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
-	if err != nil {
-		return nil, err
-	}
-	for _, dd := range days {
-		done[dd.Format("2006-01-02")] = true
-	}
 	for i := len(parts) - 1; i >= 0; i-- {
 		p := parts[i]
-		if p.Day.After(last) || done[p.Day.Format("2006-01-02")] || restoredUntil.MatchString(p.Note) {
+		// a day compacted while it was still open (by hand) has grown half-full pages since: it
+		// is done only by a compaction after it closed
+		done := !p.Compacted.IsZero() && !p.Compacted.Before(p.Day.AddDate(0, 0, CompactAfterDays))
+		if p.Day.After(last) || done || restoredUntil.MatchString(p.Note) {
 			continue // open, done, or brought back for an investigation (it goes again)
 		}
 		c, err := CompactDay(ctx, j.Pool, p.Day)
