@@ -74,14 +74,14 @@ func benchJournal(b *testing.B) (*journal.Journal, time.Time) {
 		}
 		_, bench.err = j.Pool.Exec(ctx, `
 			INSERT INTO txn_request (id, local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount, entry_mode,
-				pan_masked, pan_hash, card_org, mcc, rrn, auth_code, resp_code, state, rule, reason, req_hash, operator, created_at)
+				pan_masked, pan_hash, card_org, mcc, rrn, auth_code, resp_code, state, rule, reason, req_hash, operator, created_at, term, dkey)
 			SELECT txn_id_base(d) + nextval('txn_id_seq'), d, d, 'production', m, t, '000001', lpad(i::text, 7, '0'), '0200', 'purchase', '000000',
 				100 + (i * 7919) % 99900, '051', '622202*********' || lpad((i % 10000)::text, 4, '0'),
 				decode(md5((i % 50000)::text), 'hex'), CASE WHEN i % 7 = 0 THEN 'VIS' ELSE 'CUP' END, '5812',
 				lpad(i::text, 12, '0'), lpad((i % 999999)::text, 6, '0'),
 				CASE WHEN i % 20 = 0 THEN '51' ELSE '00' END, CASE WHEN i % 20 = 0 THEN 'D' ELSE 'A' END,
 				'issuer', 'issuer answered', '\x00'::bytea, lpad((1 + i % 3)::text, 2, '0'),
-				d + make_interval(secs => (i % ($5 / $1)) * 86400.0 / ($5 / $1))
+				d + make_interval(secs => (i % ($5 / $1)) * 86400.0 / ($5 / $1)), txn_term_no(m, t), txn_dkey('000001', lpad(i::text, 7, '0'), '0200')
 			FROM (SELECT i, $3::date + ((i - 1) / ($5 / $1))::int AS d, '8983100581' || lpad((i % $2)::text, 5, '0') AS m,
 				lpad((10000000 + (i / $2) % $4)::text, 8, '0') AS t FROM generate_series(1::bigint, $5) AS i) s`,
 			BenchDays, BenchMerchants, bench.day.AddDate(0, 0, -BenchDays/2).Format("2006-01-02"), BenchTerminals, BenchRows)

@@ -40,6 +40,7 @@ type Journal struct {
 	floor  floor
 	parts  partitions
 	vias   vias            // issuer_via, cached
+	terms  terms           // txn_term, cached
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 	// floorDone is closed when the floor writer (Serve) has written its last value

@@ -374,6 +374,20 @@ func (j *Journal) Restore(ctx context.Context, path string, keep int) (time.Time
 	if i := slices.Index(common, "via"); i >= 0 && named {
 		casts[i] = "(SELECT v.id FROM issuer_via v WHERE v.route = via_route AND v.endpoint = coalesce(via_endpoint, '') AND v.secondary = via_secondary::boolean)"
 	}
+	// a terminal's number is this journal's (txn_term), and dkey is computed: neither is taken
+	// from the archive, which may come from another journal or from before migration 0024
+	for _, c := range []string{"term", "dkey"} {
+		if i := slices.Index(common, c); i >= 0 {
+			common, casts = slices.Delete(common, i, i+1), slices.Delete(casts, i, i+1)
+		}
+	}
+	for _, need := range []string{"mid", "tid", "batch", "stan", "mti"} {
+		if !slices.Contains(common, need) {
+			return time.Time{}, 0, fmt.Errorf("%s: expected a journal archive with column %s, found %s", path, need, strings.Join(header, ","))
+		}
+	}
+	common = append(common, "term", "dkey")
+	casts = append(casts, "(SELECT k.no FROM txn_term k WHERE k.mid = txn_restore.mid AND k.tid = txn_restore.tid)", "txn_dkey(batch, stan, mti)")
 	for _, need := range []string{"id", "local_day"} {
 		if _, ok := types[need]; !ok || !slices.Contains(common, need) {
 			return time.Time{}, 0, fmt.Errorf("%s: expected a journal archive with columns id and local_day, found %s", path, strings.Join(header, ","))
@@ -403,7 +417,8 @@ func (j *Journal) Restore(ctx context.Context, path string, keep int) (time.Time
 	if exists {
 		return time.Time{}, 0, fmt.Errorf("%s: the journal already has a partition for %s (%s)", path, day.Format("2006-01-02"), name)
 	}
-	stmts := []string{"SET LOCAL lock_timeout = '10s'"}
+	stmts := []string{"SET LOCAL lock_timeout = '10s'",
+		"INSERT INTO txn_term (mid, tid) SELECT DISTINCT mid, tid FROM txn_restore ORDER BY 1, 2 ON CONFLICT DO NOTHING"}
 	if named {
 		stmts = append(stmts, `INSERT INTO issuer_via (route, endpoint, secondary) SELECT DISTINCT via_route, coalesce(via_endpoint, ''), via_secondary::boolean
 			FROM txn_restore WHERE via_route IS NOT NULL ON CONFLICT DO NOTHING`)
@@ -415,6 +430,7 @@ func (j *Journal) Restore(ctx context.Context, path string, keep int) (time.Time
 	stmts = append(stmts,
 		"CREATE TABLE "+name+" (LIKE txn_request INCLUDING DEFAULTS) WITH (fillfactor = 100)",
 		"INSERT INTO "+name+" ("+strings.Join(common, ", ")+") SELECT "+strings.Join(casts, ", ")+" FROM txn_restore",
+		"SELECT txn_request_keys('"+name+"')",
 		"ALTER TABLE txn_request ATTACH PARTITION "+name+" "+bounds,
 		"CREATE TABLE IF NOT EXISTS "+o+" PARTITION OF txn_outcome "+bounds,
 		"CREATE TABLE IF NOT EXISTS "+r+" PARTITION OF txn_reversal "+bounds)

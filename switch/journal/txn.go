@@ -118,12 +118,16 @@ func (j *Journal) Insert(ctx context.Context, t *Txn, more ...func(*pgx.Batch)) 
 	if err := j.parts.ensure(ctx, j, t.LocalDay); err != nil {
 		return false, err
 	}
+	term, err := j.TermNo(ctx, t.MID, t.TID)
+	if err != nil {
+		return false, err
+	}
 	inserted := false
 	if t.State == Pending {
 		j.floor.startInsert(t)
 	}
-	err := j.commitTxn(ctx, func(b *pgx.Batch) {
-		queueInsert(b, t, &inserted)
+	err = j.commitTxn(ctx, func(b *pgx.Batch) {
+		queueInsert(b, t, term, &inserted)
 		for _, m := range more {
 			m(b)
 		}
@@ -135,7 +139,7 @@ func (j *Journal) Insert(ctx context.Context, t *Txn, more ...func(*pgx.Batch)) 
 	return inserted, err
 }
 
-func queueInsert(b *pgx.Batch, t *Txn, inserted *bool) {
+func queueInsert(b *pgx.Batch, t *Txn, term int32, inserted *bool) {
 	var created any
 	if !t.CreatedAt.IsZero() {
 		created = t.CreatedAt
@@ -144,10 +148,10 @@ func queueInsert(b *pgx.Batch, t *Txn, inserted *bool) {
 	rule, reason := writtenDecision(t.Rule, t.Reason)
 	b.Queue(`WITH w AS (INSERT INTO txn_request (id, local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount, entry_mode,
 		type_code, pan_masked, pan_hash, card_org, mcc, auth_code, resp_code, issuer_code, state, went_upstream, rule, reason,
-		req_hash, orig_id, checks, rrn, up_trace, up_time, operator, req_mcc, has_pin, dev_serial, dev_sdk, dev_check, via, created_at)
+		req_hash, orig_id, checks, rrn, up_trace, up_time, operator, req_mcc, has_pin, dev_serial, dev_sdk, dev_check, via, created_at, term, dkey)
 		VALUES (txn_id_base($1) + nextval('txn_id_seq'), $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,
-		$32,$33,$34,$35,$36,$37,$38, coalesce($39, now()))
-		ON CONFLICT (mid, tid, batch, stan, mti, local_day) DO NOTHING
+		$32,$33,$34,$35,$36,$37,$38, coalesce($39, now()), $40, $41)
+		ON CONFLICT DO NOTHING -- the day's duplicate key: (term, dkey), or the text columns when dkey is NULL
 		RETURNING id, local_day, created_at),
 		r AS (INSERT INTO txn_reversal (id, local_day, sealed) SELECT id, local_day, $31::bytea FROM w WHERE $31::bytea IS NOT NULL)
 		SELECT id, created_at FROM w`,
@@ -155,6 +159,7 @@ func queueInsert(b *pgx.Batch, t *Txn, inserted *bool) {
 		t.Type, t.PANMasked, t.PANHash, t.CardOrg, t.MCC, t.AuthCode, t.RespCode, t.IssuerCode, string(t.State), t.WentUpstream,
 		rule, reason, t.ReqHash, t.OrigID, TraceChecks(t.Trace), t.RRN, t.UpTrace, t.UpTime, t.Reversal, t.Operator,
 		t.Inputs.ReqMCC, t.Inputs.HasPIN, t.Inputs.DevSerial, t.Inputs.DevSDK, t.Inputs.DevCheck, nullVia(t.Via), created,
+		term, nullKey(DupKey(t.Batch, t.STAN, t.MTI)),
 	).QueryRow(func(row pgx.Row) error {
 		err := row.Scan(&t.ID, &t.CreatedAt)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -334,7 +339,29 @@ func (j *Journal) one(ctx context.Context, where string, args ...any) (*Txn, err
 
 // ByKey finds a transaction by its duplicate key.
 func (j *Journal) ByKey(ctx context.Context, day time.Time, mid, tid, batch, stan, mti string) (*Txn, error) {
-	return j.one(ctx, "mid=$2 AND tid=$3 AND batch=$4 AND stan=$5 AND mti=$6 AND local_day=$1", day, mid, tid, batch, stan, mti)
+	return j.byKey(ctx, day, mid, tid, batch, stan, mti, "")
+}
+
+// byKey is the transaction with the duplicate key on day (with the extra condition more, whose
+// parameters follow): through the day's (term, dkey) index, or its text key when the batch,
+// STAN or MTI is not all digits.
+func (j *Journal) byKey(ctx context.Context, day time.Time, mid, tid, batch, stan, mti, more string, moreArgs ...any) (*Txn, error) {
+	term, ok, err := j.knownTerm(ctx, mid, tid)
+	if err != nil || !ok {
+		return nil, err
+	}
+	args := []any{day, mid, tid, batch, stan, mti, term}
+	where := "term=$7 AND dkey IS NULL"
+	if k, ok := DupKey(batch, stan, mti); ok {
+		where, args = "term=$7 AND dkey=$8", append(args, k)
+	}
+	// the text columns too: the same rows, said twice for a reader
+	where += " AND mid=$2 AND tid=$3 AND batch=$4 AND stan=$5 AND mti=$6 AND local_day=$1"
+	if more != "" {
+		where += fmt.Sprintf(" AND "+more, len(args)+1)
+		args = append(args, moreArgs...)
+	}
+	return j.one(ctx, where, args...)
 }
 
 // ByID finds a transaction by id (in the partition the id names).
@@ -370,8 +397,7 @@ func (j *Journal) ByRRNBetween(ctx context.Context, rrn string, from, to time.Ti
 // Original finds the financial request (0200 purchase or void) a void refers to: same MID and
 // TID, batch and STAN, on day.
 func (j *Journal) Original(ctx context.Context, day time.Time, mid, tid, batch, stan, mti string, kinds ...string) (*Txn, error) {
-	return j.one(ctx, "mid=$2 AND tid=$3 AND batch=$4 AND stan=$5 AND mti=$6 AND local_day=$1 AND kind = ANY($7) ORDER BY id DESC LIMIT 1",
-		day, mid, tid, batch, stan, mti, kinds)
+	return j.byKey(ctx, day, mid, tid, batch, stan, mti, "kind = ANY($%d) ORDER BY id DESC LIMIT 1", kinds)
 }
 
 // ReversalLookback is how many days before today a reversal's original is looked for. A
@@ -384,8 +410,7 @@ const ReversalLookback = 7
 // ReversalLookback days before (newest day first; each day is one index probe in its partition).
 func (j *Journal) ForReversal(ctx context.Context, day time.Time, mid, tid, batch, stan string) (*Txn, error) {
 	for back := 0; back <= ReversalLookback; back++ {
-		t, err := j.one(ctx, "mid=$2 AND tid=$3 AND batch=$4 AND stan=$5 AND mti='0200' AND local_day=$1 AND kind IN ('purchase','void') ORDER BY id DESC LIMIT 1",
-			day.AddDate(0, 0, -back), mid, tid, batch, stan)
+		t, err := j.byKey(ctx, day.AddDate(0, 0, -back), mid, tid, batch, stan, "0200", "kind = ANY($%d) ORDER BY id DESC LIMIT 1", []string{"purchase", "void"})
 		if t != nil || err != nil {
 			return t, err
 		}
@@ -409,10 +434,19 @@ func (j *Journal) Last(ctx context.Context, mid, tid, batch, stan string) (*Txn,
 
 // LastAsOf is Last with today given (the switch's business clock).
 func (j *Journal) LastAsOf(ctx context.Context, today time.Time, mid, tid, batch, stan string) (*Txn, error) {
-	where := "mid=$1 AND tid=$2 AND kind IN ('purchase','void','refund','balance') AND rule NOT IN ('frame','terminal','signed-on','mac')"
-	args := []any{mid, tid}
+	term, ok, err := j.knownTerm(ctx, mid, tid)
+	if err != nil || !ok {
+		return nil, err
+	}
+	where := "term=$1 AND mid=$2 AND tid=$3 AND kind IN ('purchase','void','refund','balance') AND rule NOT IN ('frame','terminal','signed-on','mac')"
+	args := []any{term, mid, tid}
 	if stan != "" {
-		where += " AND batch=$3 AND stan=$4"
+		if lo, hi, ok := stanKeys(batch, stan); ok {
+			where += fmt.Sprintf(" AND dkey BETWEEN %d AND %d", lo, hi)
+		} else {
+			where += " AND dkey IS NULL"
+		}
+		where += " AND batch=$4 AND stan=$5"
 		args = append(args, batch, stan)
 	}
 	n := len(args) + 1
@@ -428,10 +462,23 @@ func (j *Journal) LastAsOf(ctx context.Context, today time.Time, mid, tid, batch
 // BatchSettled drops the sealed reversals of a settled terminal batch: a terminal clears its
 // pending reversal before it settles, so none of them can be needed any more.
 func (j *Journal) BatchSettled(ctx context.Context, today time.Time, mid, tid, batch string) error {
-	_, err := j.Pool.Exec(ctx, `DELETE FROM txn_reversal r USING txn_request w
-		WHERE w.mid=$1 AND w.tid=$2 AND w.batch=$3 AND w.local_day >= $4 AND w.local_day <= $5
-		AND r.id = w.id AND r.local_day = w.local_day AND r.local_day >= $4 AND r.local_day <= $5`, mid, tid, batch, today.AddDate(0, 0, -ReversalLookback), today)
+	term, ok, err := j.knownTerm(ctx, mid, tid)
+	if err != nil || !ok {
+		return err
+	}
+	_, err = j.Pool.Exec(ctx, `DELETE FROM txn_reversal r USING txn_request w
+		WHERE w.term=$6 AND `+batchWhere("w.", batch)+` AND w.mid=$1 AND w.tid=$2 AND w.batch=$3 AND w.local_day >= $4 AND w.local_day <= $5
+		AND r.id = w.id AND r.local_day = w.local_day AND r.local_day >= $4 AND r.local_day <= $5`, mid, tid, batch, today.AddDate(0, 0, -ReversalLookback), today, term)
 	return err
+}
+
+// batchWhere selects a terminal batch's rows by their dkey range (or the rows without one, for
+// a batch that is not 6 digits); the caller adds the batch itself.
+func batchWhere(alias, batch string) string {
+	if lo, hi, ok := batchKeys(batch); ok {
+		return fmt.Sprintf("%sdkey BETWEEN %d AND %d", alias, lo, hi)
+	}
+	return alias + "dkey IS NULL"
 }
 
 // BatchTotals are the settlement totals of a terminal batch (protocol.md §4): debit = approved,
@@ -444,12 +491,16 @@ type BatchTotals struct {
 // Totals sums a terminal batch from the journal.
 func (j *Journal) Totals(ctx context.Context, mid, tid, batch string) (BatchTotals, error) {
 	var t BatchTotals
-	err := j.Pool.QueryRow(ctx, `SELECT
+	term, ok, err := j.knownTerm(ctx, mid, tid)
+	if err != nil || !ok {
+		return t, err
+	}
+	err = j.Pool.QueryRow(ctx, `SELECT
 		coalesce(sum(amount) FILTER (WHERE kind='purchase' AND state='A'),0),
 		count(*) FILTER (WHERE kind='purchase' AND state='A'),
 		coalesce(sum(amount) FILTER (WHERE kind IN ('refund','void') AND state='A'),0),
 		count(*) FILTER (WHERE kind IN ('refund','void') AND state='A')
-		FROM txn WHERE mid=$1 AND tid=$2 AND batch=$3`, mid, tid, batch).Scan(&t.DebitAmount, &t.DebitCount, &t.CreditAmount, &t.CreditCount)
+		FROM txn WHERE term=$4 AND `+batchWhere("", batch)+` AND mid=$1 AND tid=$2 AND batch=$3`, mid, tid, batch, term).Scan(&t.DebitAmount, &t.DebitCount, &t.CreditAmount, &t.CreditCount)
 	if err != nil {
 		return t, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -486,6 +537,9 @@ func (j *Journal) List(ctx context.Context, f Filter) ([]*Txn, error) {
 		if v != "" {
 			add(cond, v)
 		}
+	}
+	if f.TID != "" { // the terminal's rows by its number (TermNo)
+		add("term IN (SELECT no FROM txn_term WHERE tid = $%d)", f.TID)
 	}
 	if f.NewestFst {
 		q += " ORDER BY id DESC"

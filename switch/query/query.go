@@ -139,11 +139,14 @@ func where(f Filter, v *journal.Vault) (string, []any, error) {
 	if len(f.MIDs) > 0 {
 		add("mid = ANY($?)", f.MIDs)
 	}
+	// a terminal's rows are indexed by its number (txn_term, journal.TermNo), not its text
 	if f.TID != "" {
 		add("tid = $?", f.TID)
+		add("term IN (SELECT no FROM txn_term WHERE tid = $?)", f.TID)
 	}
 	if len(f.TIDs) > 0 {
 		add("tid = ANY($?)", f.TIDs)
+		add("term IN (SELECT no FROM txn_term WHERE tid = ANY($?))", f.TIDs)
 	}
 	if f.Last4 != "" {
 		if !digits4.MatchString(f.Last4) {

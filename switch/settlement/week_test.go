@@ -281,6 +281,20 @@ func (g *generator) load(t testing.TB, db *pgx.Conn) {
 	}
 	// journal ids carry their day (one partition per day)
 	dbID := func(r *row) int64 { return journal.DayBase(localDay(r)) + r.id }
+	// the terminal's number and the duplicate key as the journal writes them (migration 0024)
+	termNo := func(mid, tid string) int32 {
+		var no int32
+		if err := db.QueryRow(ctx, "SELECT txn_term_no($1, $2)", mid, tid).Scan(&no); err != nil {
+			t.Fatal(err)
+		}
+		return no
+	}
+	dkey := func(batch, stan, mti string) any {
+		if k, ok := journal.DupKey(batch, stan, mti); ok {
+			return k
+		}
+		return nil
+	}
 	for _, r := range g.rows {
 		var orig any
 		if r.orig != 0 {
@@ -292,10 +306,10 @@ func (g *generator) load(t testing.TB, db *pgx.Conn) {
 		}
 		rows = append(rows, []any{dbID(r), r.at, ld, g.cut.Date(r.at), "production", r.mid, "10000001", "000001", fmt.Sprintf("%06d", r.id%1000000),
 			r.mti, r.kind, r.amount, "6222021234****0123", fmt.Sprintf("%012d", r.id), r.resp, string(r.state), r.resp == "00" || r.state == 'T',
-			[]byte{1}, orig, r.refunded, "U" + fmt.Sprintf("%06d", r.id)})
+			[]byte{1}, orig, r.refunded, "U" + fmt.Sprintf("%06d", r.id), termNo(r.mid, "10000001"), dkey("000001", fmt.Sprintf("%06d", r.id%1000000), r.mti)})
 	}
 	if _, err := db.CopyFrom(ctx, pgx.Identifier{"txn_request"}, []string{"id", "created_at", "local_day", "settle_date", "env", "mid", "tid", "batch", "stan",
-		"mti", "kind", "amount", "pan_masked", "rrn", "resp_code", "state", "went_upstream", "req_hash", "orig_id", "refunded", "up_trace"}, pgx.CopyFromRows(rows)); err != nil {
+		"mti", "kind", "amount", "pan_masked", "rrn", "resp_code", "state", "went_upstream", "req_hash", "orig_id", "refunded", "up_trace", "term", "dkey"}, pgx.CopyFromRows(rows)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Exec(ctx, "SELECT setval('txn_id_seq', (SELECT max(id % 1000000000000) FROM txn))"); err != nil {
