@@ -397,7 +397,9 @@ func (j *Journal) ByRRNBetween(ctx context.Context, rrn string, from, to time.Ti
 // Original finds the financial request (0200 purchase or void) a void refers to: same MID and
 // TID, batch and STAN, on day.
 func (j *Journal) Original(ctx context.Context, day time.Time, mid, tid, batch, stan, mti string, kinds ...string) (*Txn, error) {
-	return j.byKey(ctx, day, mid, tid, batch, stan, mti, "kind = ANY($%d) ORDER BY id DESC LIMIT 1", kinds)
+	// the key is unique within a day: no ORDER BY, which would let the planner walk the
+	// terminal's rows newest first through (term, id) instead of probing (term, dkey)
+	return j.byKey(ctx, day, mid, tid, batch, stan, mti, "kind = ANY($%d)", kinds)
 }
 
 // ReversalLookback is how many days before today a reversal's original is looked for. A
@@ -410,7 +412,7 @@ const ReversalLookback = 7
 // ReversalLookback days before (newest day first; each day is one index probe in its partition).
 func (j *Journal) ForReversal(ctx context.Context, day time.Time, mid, tid, batch, stan string) (*Txn, error) {
 	for back := 0; back <= ReversalLookback; back++ {
-		t, err := j.byKey(ctx, day.AddDate(0, 0, -back), mid, tid, batch, stan, "0200", "kind = ANY($%d) ORDER BY id DESC LIMIT 1", []string{"purchase", "void"})
+		t, err := j.byKey(ctx, day.AddDate(0, 0, -back), mid, tid, batch, stan, "0200", "kind = ANY($%d)", []string{"purchase", "void"})
 		if t != nil || err != nil {
 			return t, err
 		}
@@ -450,13 +452,20 @@ func (j *Journal) LastAsOf(ctx context.Context, today time.Time, mid, tid, batch
 		args = append(args, batch, stan)
 	}
 	n := len(args) + 1
+	// newest first; with a batch and STAN by an expression, so that the planner finds the few rows
+	// through their dkey range and sorts them rather than walking the terminal's day through
+	// (term, id) until one matches
+	order := " ORDER BY id DESC LIMIT 1"
+	if stan != "" {
+		order = " ORDER BY id + 0 DESC LIMIT 1"
+	}
 	for back := 0; back <= ReversalLookback; back++ {
-		t, err := j.one(ctx, where+fmt.Sprintf(" AND local_day=$%d ORDER BY id DESC LIMIT 1", n), append(args, today.AddDate(0, 0, -back))...)
+		t, err := j.one(ctx, where+fmt.Sprintf(" AND local_day=$%d", n)+order, append(args, today.AddDate(0, 0, -back))...)
 		if t != nil || err != nil {
 			return t, err
 		}
 	}
-	return j.one(ctx, where+fmt.Sprintf(" AND local_day<$%d ORDER BY id DESC LIMIT 1", n), append(args, today.AddDate(0, 0, -ReversalLookback))...)
+	return j.one(ctx, where+fmt.Sprintf(" AND local_day<$%d", n)+order, append(args, today.AddDate(0, 0, -ReversalLookback))...)
 }
 
 // BatchSettled drops the sealed reversals of a settled terminal batch: a terminal clears its

@@ -246,12 +246,14 @@ type UploadedTxn struct {
 func batchTxn(ctx context.Context, db *pgxpool.Pool, mid, tid, batch, stan string) (*UploadedTxn, error) {
 	var u UploadedTxn
 	// by the terminal's number and the batch and STAN's dkey range (journal migration 0024); a
-	// batch or STAN that is not 6 digits has no range, and its upload item is not found
+	// batch or STAN that is not 6 digits has no range, and its upload item is not found. Newest
+	// first by an expression: by id itself the planner may walk the terminal's rows through
+	// (term, id) instead of probing the range in each day
 	err := db.QueryRow(ctx, `SELECT amount, pan_hash, pan_masked, kind FROM txn
 		WHERE term = (SELECT no FROM txn_term WHERE mid = $1 AND tid = $2)
 		AND dkey BETWEEN txn_dkey($3, $4, '0000') AND txn_dkey($3, $4, '9999')
 		AND mid = $1 AND tid = $2 AND batch = $3 AND stan = $4
-		AND kind IN ('purchase', 'void', 'refund') AND resp_code = '00' ORDER BY id DESC LIMIT 1`, mid, tid, batch, stan).
+		AND kind IN ('purchase', 'void', 'refund') AND resp_code = '00' ORDER BY id + 0 DESC LIMIT 1`, mid, tid, batch, stan).
 		Scan(&u.Amount, &u.PANHash, &u.PAN, &u.Kind)
 	if err == pgx.ErrNoRows {
 		return nil, nil
