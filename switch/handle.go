@@ -397,7 +397,7 @@ func (s *Switch) financial(ctx context.Context, t *Txn) []byte {
 	}
 	if reversible {
 		rec.WentUpstream = true // from here on an unknown outcome is reversed
-		rec.Reversal = s.sealReversal(reversalOf(up), t.Route, journal.RowOf(rec))
+		rec.Reversal = s.sealReversal(ctx, reversalOf(up), t.Route, journal.RowOf(rec))
 	}
 	if resp, ok := s.journalRequest(ctx, t, rec); !ok {
 		return resp

@@ -78,7 +78,7 @@ func (q SAFQueue) Due(ctx context.Context, n int) ([]issuerlink.Reversal, error)
 	}
 	out := make([]issuerlink.Reversal, 0, len(es))
 	for _, e := range es {
-		m, err := openReversal(q.Journal.Vault, e.Payload, e.Row)
+		m, err := openReversal(ctx, q.Journal, e.Payload, e.Row)
 		if err != nil {
 			continue
 		}

@@ -2,6 +2,7 @@ package posswitch
 
 import (
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/shoudan/shoudan/spec/upstream"
@@ -30,19 +31,19 @@ func sealTestPurchase() (*upstream.Message, journal.ReversalRow) {
 func TestCompactSealedReversal(t *testing.T) {
 	s := sealTestSwitch(t)
 	rev, row := sealTestPurchase()
-	sealed := s.sealReversal(rev, "cup", row)
+	sealed := s.sealReversal(t.Context(), rev, "cup", row)
 	plain, err := s.Journal.Vault.Open(sealed)
 	require.NoError(t, err)
 	require.Equal(t, byte(sealedCompact), plain[0], "a reversal whose row holds the rest is sealed compact")
 	require.Less(t, len(sealed), 150, "compact: the write-ahead row carries about 100 bytes, not the whole 0420")
 
-	got, err := openReversal(s.Journal.Vault, sealed, row)
+	got, err := openReversal(t.Context(), s.Journal, sealed, row)
 	require.NoError(t, err)
 	require.Equal(t, *rev, got.Message, "rebuilt from the row, the 0420 is the one prepared")
 	require.Equal(t, "cup", got.Route)
 	require.NotContains(t, string(plain), "=2912", "no track data in a reversal")
 
-	_, err = openReversal(s.Journal.Vault, sealed, journal.ReversalRow{})
+	_, err = openReversal(t.Context(), s.Journal, sealed, journal.ReversalRow{})
 	require.ErrorContains(t, err, "row, which is gone")
 }
 
@@ -55,12 +56,33 @@ func TestSealedReversalFallsBackToPacked(t *testing.T) {
 	} {
 		m, r := *rev, row
 		change(&m, &r)
-		sealed := s.sealReversal(&m, "cup", r)
+		sealed := s.sealReversal(t.Context(), &m, "cup", r)
 		plain, err := s.Journal.Vault.Open(sealed)
 		require.NoError(t, err)
 		require.Equal(t, byte(sealedPacked), plain[0], name)
-		got, err := openReversal(s.Journal.Vault, sealed, r)
+		got, err := openReversal(t.Context(), s.Journal, sealed, r)
 		require.NoError(t, err, name)
 		require.Equal(t, m, got.Message, name)
 	}
+}
+
+// TestPackDigits: digit strings pack two to a byte, anything else is kept as it is, and a cut
+// or corrupted value is refused.
+func TestPackDigits(t *testing.T) {
+	for _, v := range []string{"", "1", "12", "6222020000000000001", "2912", "00", "ABC123", "12 4", strings.Repeat("9", 127)} {
+		b, err := packDigits(nil, v)
+		require.NoError(t, err, v)
+		got, rest, err := unpackDigits(b)
+		require.NoError(t, err, v)
+		require.Equal(t, v, got)
+		require.Empty(t, rest)
+	}
+	b, _ := packDigits(nil, "6222020000000000001")
+	require.Len(t, b, 11, "19 digits in 10 bytes and a length")
+	_, _, err := unpackDigits(b[:5])
+	require.ErrorContains(t, err, "expected 10 bytes, found 4")
+	_, err = packDigits(nil, strings.Repeat("9", 128))
+	require.Error(t, err)
+	_, _, err = unpackDigits([]byte{2, 0xA1})
+	require.ErrorContains(t, err, "expected a digit")
 }

@@ -41,6 +41,7 @@ type Journal struct {
 	parts  partitions
 	vias   vias            // issuer_via, cached
 	terms  terms           // txn_term, cached
+	revctx revContexts     // reversal_context, cached
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 	// floorDone is closed when the floor writer (Serve) has written its last value
