@@ -136,30 +136,49 @@ func TestRequestRowsAreNeverUpdated(t *testing.T) {
 	assert.Nil(t, reason)
 	assert.Nil(t, updated)
 	assert.Nil(t, wRefunded)
-	assert.Equal(t, "issuer", oRule)
+	assert.Nil(t, oRule, "an outcome with a response code is the issuer's: its rule is not written")
 	assert.Nil(t, oReason, "an issuer's approval: the reason is not written")
 	assert.Equal(t, "issuer", vRule)
 	assert.Equal(t, journal.IssuerApproved, vReason)
 	assert.Equal(t, "issuer answered "+rc.Describe(rc.Approved).English, journal.IssuerApproved, "what the switch writes for an approval")
 	assert.Zero(t, vRefunded)
 	assert.False(t, vUpdated.Before(created), "updated_at is the outcome's time")
+	// the batch, STAN and MTI are the row's dkey, production and empty codes are not written,
+	// and the issuer code equal to the response code neither
+	var wBatch, wStan, wMTI, wEnv, wAuth, oIssuer any
+	var vBatch, vStan, vMTI, vEnv, vIssuer string
+	require.NoError(t, j.Pool.QueryRow(ctx, `SELECT w.batch, w.stan, w.mti, w.env, w.auth_code, o.issuer_code, v.batch, v.stan, v.mti, v.env, v.issuer_code
+		FROM txn_request w JOIN txn_outcome o USING (id, local_day) JOIN txn v USING (id, local_day) WHERE id = $1`, recs[5].ID).
+		Scan(&wBatch, &wStan, &wMTI, &wEnv, &wAuth, &oIssuer, &vBatch, &vStan, &vMTI, &vEnv, &vIssuer))
+	assert.Equal(t, []any{nil, nil, nil, nil, nil, nil}, []any{wBatch, wStan, wMTI, wEnv, wAuth, oIssuer})
+	assert.Equal(t, []string{"000001", "000006", "0200", "production", "00"}, []string{vBatch, vStan, vMTI, vEnv, vIssuer})
+	// an issuer code that is not the response code is written, and so is any rule but issuer's
+	odd := pendingPurchase(t, j, "U8", "000001", "000098")
+	require.NoError(t, j.Finish(ctx, odd.ID, journal.Outcome{State: journal.Declined, RespCode: "05", IssuerCode: "Z1", Rule: "issuer", Reason: "issuer answered Z1"}))
+	timedOut := pendingPurchase(t, j, "U8", "000001", "000097")
+	require.NoError(t, j.Finish(ctx, timedOut.ID, journal.Outcome{State: journal.Declined, RespCode: "98", Rule: "issuer-timeout", Reason: "no answer"}))
+	for id, want := range map[int64][]string{odd.ID: {"05", "Z1", "issuer"}, timedOut.ID: {"98", "", "issuer-timeout"}} {
+		var code, issuer, r string
+		require.NoError(t, j.Pool.QueryRow(ctx, "SELECT resp_code, issuer_code, rule FROM txn WHERE id = $1", id).Scan(&code, &issuer, &r))
+		assert.Equal(t, want, []string{code, issuer, r})
+	}
 	pending := pendingPurchase(t, j, "U9", "000001", "000099")
 	require.NoError(t, j.Pool.QueryRow(ctx, "SELECT rule, reason, state, refunded FROM txn WHERE id = $1", pending.ID).Scan(&vRule, &vReason, &s, &vRefunded))
 	assert.Equal(t, []any{journal.PassedRule, journal.PassedReason, "P", int64(0)}, []any{vRule, vReason, s, vRefunded})
 
 	// the statistics of the request partition, once they are flushed (every backend reports
-	// at most every second): 21 inserts, no update, no delete
+	// at most every second): 23 inserts, no update, no delete
 	deadline := time.Now().Add(10 * time.Second)
 	var ins, upd, del int64
 	for time.Now().Before(deadline) {
 		require.NoError(t, j.Pool.QueryRow(ctx, `SELECT coalesce(sum(n_tup_ins), 0), coalesce(sum(n_tup_upd), 0), coalesce(sum(n_tup_del), 0)
 			FROM pg_stat_user_tables WHERE relname ~ '^txn_p[0-9]{8}$'`).Scan(&ins, &upd, &del))
-		if ins >= 21 {
+		if ins >= 23 {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	require.Equal(t, int64(21), ins, "the inserts are counted")
+	require.Equal(t, int64(23), ins, "the inserts are counted")
 	assert.Zero(t, upd, "no request row was updated")
 	assert.Zero(t, del)
 }

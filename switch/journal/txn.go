@@ -146,6 +146,12 @@ func queueInsert(b *pgx.Batch, t *Txn, term int32, inserted *bool) {
 	}
 	// the request row and, in the same statement, its prepared reversal (none for a duplicate)
 	rule, reason := writtenDecision(t.Rule, t.Reason)
+	// what the txn view shows from dkey, the usual environment and empty codes are NULL
+	// (migration 0026)
+	var batch, stan, mti, dkey any = t.Batch, t.STAN, t.MTI, nil
+	if k, ok := DupKey(t.Batch, t.STAN, t.MTI); ok {
+		batch, stan, mti, dkey = nil, nil, nil, k
+	}
 	b.Queue(`WITH w AS (INSERT INTO txn_request (id, local_day, settle_date, env, mid, tid, batch, stan, mti, kind, proc_code, amount, entry_mode,
 		type_code, pan_masked, pan_hash, card_org, mcc, auth_code, resp_code, issuer_code, state, went_upstream, rule, reason,
 		req_hash, orig_id, checks, rrn, up_trace, up_time, operator, req_mcc, has_pin, dev_serial, dev_sdk, dev_check, via, created_at, term, dkey)
@@ -155,11 +161,11 @@ func queueInsert(b *pgx.Batch, t *Txn, term int32, inserted *bool) {
 		RETURNING id, local_day, created_at),
 		r AS (INSERT INTO txn_reversal (id, local_day, sealed) SELECT id, local_day, $31::bytea FROM w WHERE $31::bytea IS NOT NULL)
 		SELECT id, created_at FROM w`,
-		t.LocalDay, t.SettleDate, t.Env, t.MID, t.TID, t.Batch, t.STAN, t.MTI, t.Kind, t.ProcCode, t.Amount, t.EntryMode,
-		t.Type, t.PANMasked, t.PANHash, t.CardOrg, t.MCC, t.AuthCode, t.RespCode, t.IssuerCode, string(t.State), t.WentUpstream,
+		t.LocalDay, t.SettleDate, writtenEnv(t.Env), t.MID, t.TID, batch, stan, mti, t.Kind, t.ProcCode, t.Amount, t.EntryMode,
+		t.Type, t.PANMasked, t.PANHash, t.CardOrg, t.MCC, nullStr(t.AuthCode), nullStr(t.RespCode), nullStr(t.IssuerCode), string(t.State), t.WentUpstream,
 		rule, reason, t.ReqHash, t.OrigID, TraceChecks(t.Trace), t.RRN, t.UpTrace, t.UpTime, t.Reversal, t.Operator,
-		t.Inputs.ReqMCC, t.Inputs.HasPIN, t.Inputs.DevSerial, t.Inputs.DevSDK, t.Inputs.DevCheck, nullVia(t.Via), created,
-		term, nullKey(DupKey(t.Batch, t.STAN, t.MTI)),
+		nullStr(t.Inputs.ReqMCC), t.Inputs.HasPIN, t.Inputs.DevSerial, t.Inputs.DevSDK, t.Inputs.DevCheck, nullVia(t.Via), created,
+		term, dkey,
 	).QueryRow(func(row pgx.Row) error {
 		err := row.Scan(&t.ID, &t.CreatedAt)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -209,6 +215,32 @@ func writtenDecision(rule, reason string) (any, any) {
 		return nil, nil
 	}
 	return rule, reason
+}
+
+// writtenEnv is a request row's environment as written: NULL for production (the txn view
+// shows it).
+func writtenEnv(env string) any {
+	if env == "production" {
+		return nil
+	}
+	return env
+}
+
+// outcomeRule and outcomeIssuerCode are an outcome's rule and issuer code as written: NULL for
+// the issuer's answer (rule issuer), and then NULL for an issuer code equal to the response
+// code (the txn view shows them, migration 0026).
+func outcomeRule(rule string) any {
+	if rule == "issuer" {
+		return nil
+	}
+	return rule
+}
+
+func outcomeIssuerCode(o Outcome) any {
+	if o.Rule == "issuer" && o.IssuerCode == o.RespCode {
+		return nil
+	}
+	return o.IssuerCode
 }
 
 // IssuerApproved is the reason of an issuer's approval; an outcome row writes it as NULL (the
@@ -287,7 +319,7 @@ func FinishOp(id int64, o Outcome) func(*pgx.Batch) {
 				reason = $7, went_upstream = $8, balance = $9, issuer_us = $10, via = $11 WHERE id = $1 AND local_day = txn_day($1) RETURNING 1)
 			INSERT INTO `+OutcomeOf(id)+` (id, local_day, at, state, resp_code, issuer_code, auth_code, rule, reason, went_upstream, balance, issuer_us, via)
 			SELECT $1, txn_day($1), now(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 WHERE NOT EXISTS (SELECT 1 FROM u)`,
-			id, string(o.State), o.RespCode, o.IssuerCode, o.AuthCode, o.Rule, outcomeReason(o.Rule, o.Reason), o.WentUpstream, nullStr(o.Balance),
+			id, string(o.State), o.RespCode, outcomeIssuerCode(o), o.AuthCode, outcomeRule(o.Rule), outcomeReason(o.Rule, o.Reason), o.WentUpstream, nullStr(o.Balance),
 			nullInt(o.IssuerMicros), nullVia(o.Via))
 		if !o.KeepReversal {
 			DropReversalOp(id)(b)
@@ -476,18 +508,18 @@ func (j *Journal) BatchSettled(ctx context.Context, today time.Time, mid, tid, b
 		return err
 	}
 	_, err = j.Pool.Exec(ctx, `DELETE FROM txn_reversal r USING txn_request w
-		WHERE w.term=$6 AND `+batchWhere("w.", batch)+` AND w.mid=$1 AND w.tid=$2 AND w.batch=$3 AND w.local_day >= $4 AND w.local_day <= $5
+		WHERE w.term=$6 AND `+batchWhere("w.", batch)+` AND w.mid=$1 AND w.tid=$2 AND $3 <> '' AND w.local_day >= $4 AND w.local_day <= $5
 		AND r.id = w.id AND r.local_day = w.local_day AND r.local_day >= $4 AND r.local_day <= $5`, mid, tid, batch, today.AddDate(0, 0, -ReversalLookback), today, term)
 	return err
 }
 
-// batchWhere selects a terminal batch's rows by their dkey range (or the rows without one, for
-// a batch that is not 6 digits); the caller adds the batch itself.
+// batchWhere selects a terminal batch's rows by their dkey range, or, for a batch that is not 6
+// digits, the rows without one whose batch is $3 (a row with a dkey writes no batch).
 func batchWhere(alias, batch string) string {
 	if lo, hi, ok := batchKeys(batch); ok {
 		return fmt.Sprintf("%sdkey BETWEEN %d AND %d", alias, lo, hi)
 	}
-	return alias + "dkey IS NULL"
+	return fmt.Sprintf("%sdkey IS NULL AND %sbatch = $3", alias, alias)
 }
 
 // BatchTotals are the settlement totals of a terminal batch (protocol.md §4): debit = approved,

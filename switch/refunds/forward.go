@@ -176,7 +176,7 @@ func (s *Service) finish(ctx context.Context, id int64, m, ans *upstream.Message
 		b.Queue(`WITH done AS (
 				UPDATE bo_refund SET state = $2, resp_code = $3, auth_code = $4, rule = 'issuer', why = $5, last_error = '', updated_at = now(),
 					txn_id = (SELECT id FROM txn_request WHERE local_day=$6 AND term = (SELECT no FROM txn_term WHERE mid=$7 AND tid=$8)
-						AND dkey = txn_dkey($9, $10, $11) AND mid=$7 AND tid=$8 AND batch=$9 AND stan=$10 AND mti=$11)
+						AND dkey = txn_dkey($9, $10, $11) AND mid=$7 AND tid=$8)
 				WHERE id = $1 AND state = 'sent' RETURNING id, orig_id, amount, kind, mid),
 			released AS (UPDATE txn_outcome o SET refunded = coalesce(o.refunded, w.refunded, 0) - done.amount, at = now() FROM done, txn_request w
 				WHERE o.id = done.orig_id AND o.local_day = txn_day(done.orig_id) AND w.id = o.id AND w.local_day = o.local_day

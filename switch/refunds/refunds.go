@@ -438,7 +438,7 @@ func (s *Service) refuse(ctx context.Context, r *Refund, orig *journal.Txn, dec 
 	rec.State, rec.RespCode, rec.Rule, rec.Reason, rec.Trace = journal.Declined, r.Code, r.Rule, r.Why, strings.Join(dec.Passed, ",")
 	if _, err := s.Journal.Insert(ctx, rec, func(b *pgx.Batch) {
 		b.Queue(`UPDATE bo_refund SET txn_id = (SELECT id FROM txn_request WHERE local_day=$2 AND term = (SELECT no FROM txn_term WHERE mid=$3 AND tid=$4)
-			AND dkey = txn_dkey($5, $6, $7) AND mid=$3 AND tid=$4 AND batch=$5 AND stan=$6 AND mti=$7) WHERE id = $1`,
+			AND dkey = txn_dkey($5, $6, $7) AND mid=$3 AND tid=$4) WHERE id = $1`,
 			r.ID, rec.LocalDay, rec.MID, rec.TID, rec.Batch, rec.STAN, rec.MTI)
 	}); err != nil {
 		s.Log.Warn("back-office refund refusal not journaled in txn", "refund", r.ID, "err", err)
