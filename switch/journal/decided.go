@@ -29,7 +29,7 @@ func (j *Journal) EachDecided(ctx context.Context, f DecidedFilter, fn func(t *T
 	rows, err := tx.Query(ctx, `SELECT id, created_at, local_day, env, mid, tid, batch, stan, mti, kind, amount, entry_mode,
 		rrn, resp_code, state, rule, reason, checks, req_mcc, has_pin, dev_serial, dev_sdk, dev_check,
 		CASE WHEN kind = 'refund' THEN txn_day(orig_id) END
-		FROM txn WHERE local_day BETWEEN $1 AND $2 AND ($3 = '' OR mid = $3)
+		FROM txn WHERE local_day BETWEEN $1 AND $2 AND ($3 = '' OR (mid = $3 AND hashtext(mid) = hashtext($3)))
 		AND kind IN ('purchase', 'void', 'refund', 'balance', 'status', 'reversal')`,
 		f.From, f.To, f.MID)
 	if err != nil {

@@ -579,8 +579,11 @@ func (j *Journal) List(ctx context.Context, f Filter) ([]*Txn, error) {
 			add(cond, v)
 		}
 	}
+	if f.MID != "" { // the merchant's rows by the hash of its MID (migration 0027)
+		add("hashtext(mid) = hashtext($%d)", f.MID)
+	}
 	if f.TID != "" { // the terminal's rows by its number (TermNo)
-		add("term IN (SELECT no FROM txn_term WHERE tid = $%d)", f.TID)
+		add("term = ANY(ARRAY(SELECT no FROM txn_term WHERE tid = $%d))", f.TID)
 	}
 	if f.NewestFst {
 		q += " ORDER BY id DESC"

@@ -133,20 +133,29 @@ func where(f Filter, v *journal.Vault) (string, []any, error) {
 	if !f.SettleTo.IsZero() {
 		add("settle_date <= $?::date", day(f.SettleTo))
 	}
+	// a merchant's rows are indexed by the hash of its MID (journal migration 0027)
 	if f.MID != "" {
 		add("mid = $?", f.MID)
+		add("hashtext(mid) = hashtext($?)", f.MID)
 	}
 	if len(f.MIDs) > 0 {
 		add("mid = ANY($?)", f.MIDs)
+		// hashtext of each MID, written out: the planner folds them and sees how few rows
+		hashes := make([]string, len(f.MIDs))
+		for i, m := range f.MIDs {
+			args = append(args, m)
+			hashes[i] = fmt.Sprintf("hashtext($%d::text)", len(args))
+		}
+		conds = append(conds, "hashtext(mid) = ANY(ARRAY["+strings.Join(hashes, ", ")+"])")
 	}
 	// a terminal's rows are indexed by its number (txn_term, journal.TermNo), not its text
 	if f.TID != "" {
 		add("tid = $?", f.TID)
-		add("term IN (SELECT no FROM txn_term WHERE tid = $?)", f.TID)
+		add("term = ANY(ARRAY(SELECT no FROM txn_term WHERE tid = $?))", f.TID)
 	}
 	if len(f.TIDs) > 0 {
 		add("tid = ANY($?)", f.TIDs)
-		add("term IN (SELECT no FROM txn_term WHERE tid = ANY($?))", f.TIDs)
+		add("term = ANY(ARRAY(SELECT no FROM txn_term WHERE tid = ANY($?)))", f.TIDs)
 	}
 	if f.Last4 != "" {
 		if !digits4.MatchString(f.Last4) {
