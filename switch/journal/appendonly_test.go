@@ -18,7 +18,7 @@ func pendingPurchase(t *testing.T, j *journal.Journal, tid, batch, stan string) 
 	t.Helper()
 	d := time.Now()
 	rec := &journal.Txn{LocalDay: d, SettleDate: d, Env: "production", MID: "M1", TID: tid, Batch: batch, STAN: stan, MTI: "0200",
-		Kind: "purchase", Amount: 1000, State: journal.Pending, WentUpstream: true, ReqHash: []byte(stan), Trace: "frame",
+		Kind: "purchase", ProcCode: "000000", CardOrg: "CUP", Amount: 1000, State: journal.Pending, WentUpstream: true, ReqHash: []byte(stan), Trace: "frame",
 		Rule: journal.PassedRule, Reason: journal.PassedReason,
 		Reversal: j.Vault.Seal([]byte("reversal of " + stan))}
 	ok, err := j.Insert(t.Context(), rec)
@@ -145,13 +145,15 @@ func TestRequestRowsAreNeverUpdated(t *testing.T) {
 	assert.False(t, vUpdated.Before(created), "updated_at is the outcome's time")
 	// the batch, STAN and MTI are the row's dkey, production and empty codes are not written,
 	// and the issuer code equal to the response code neither
-	var wBatch, wStan, wMTI, wEnv, wAuth, oIssuer any
-	var vBatch, vStan, vMTI, vEnv, vIssuer string
-	require.NoError(t, j.Pool.QueryRow(ctx, `SELECT w.batch, w.stan, w.mti, w.env, w.auth_code, o.issuer_code, v.batch, v.stan, v.mti, v.env, v.issuer_code
+	var wBatch, wStan, wMTI, wEnv, wAuth, oIssuer, wKind, wProc, wOrg any
+	var vBatch, vStan, vMTI, vEnv, vIssuer, vKind, vProc, vOrg string
+	require.NoError(t, j.Pool.QueryRow(ctx, `SELECT w.batch, w.stan, w.mti, w.env, w.auth_code, o.issuer_code, w.kind, w.proc_code, w.card_org,
+			v.batch, v.stan, v.mti, v.env, v.issuer_code, v.kind, v.proc_code, v.card_org
 		FROM txn_request w JOIN txn_outcome o USING (id, local_day) JOIN txn v USING (id, local_day) WHERE id = $1`, recs[5].ID).
-		Scan(&wBatch, &wStan, &wMTI, &wEnv, &wAuth, &oIssuer, &vBatch, &vStan, &vMTI, &vEnv, &vIssuer))
-	assert.Equal(t, []any{nil, nil, nil, nil, nil, nil}, []any{wBatch, wStan, wMTI, wEnv, wAuth, oIssuer})
-	assert.Equal(t, []string{"000001", "000006", "0200", "production", "00"}, []string{vBatch, vStan, vMTI, vEnv, vIssuer})
+		Scan(&wBatch, &wStan, &wMTI, &wEnv, &wAuth, &oIssuer, &wKind, &wProc, &wOrg, &vBatch, &vStan, &vMTI, &vEnv, &vIssuer, &vKind, &vProc, &vOrg))
+	assert.Equal(t, []any{nil, nil, nil, nil, nil, nil, nil, nil, nil}, []any{wBatch, wStan, wMTI, wEnv, wAuth, oIssuer, wKind, wProc, wOrg})
+	assert.Equal(t, []string{"000001", "000006", "0200", "production", "00", "purchase", "000000", "CUP"},
+		[]string{vBatch, vStan, vMTI, vEnv, vIssuer, vKind, vProc, vOrg})
 	// an issuer code that is not the response code is written, and so is any rule but issuer's
 	odd := pendingPurchase(t, j, "U8", "000001", "000098")
 	require.NoError(t, j.Finish(ctx, odd.ID, journal.Outcome{State: journal.Declined, RespCode: "05", IssuerCode: "Z1", Rule: "issuer", Reason: "issuer answered Z1"}))

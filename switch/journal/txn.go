@@ -146,8 +146,8 @@ func queueInsert(b *pgx.Batch, t *Txn, term int32, inserted *bool) {
 	}
 	// the request row and, in the same statement, its prepared reversal (none for a duplicate)
 	rule, reason := writtenDecision(t.Rule, t.Reason)
-	// what the txn view shows from dkey, the usual environment and empty codes are NULL
-	// (migration 0026)
+	// what the txn view shows from dkey, the usual environment, kind, processing code and card
+	// organisation, and empty codes are NULL (migrations 0026, 0028)
 	var batch, stan, mti, dkey any = t.Batch, t.STAN, t.MTI, nil
 	if k, ok := DupKey(t.Batch, t.STAN, t.MTI); ok {
 		batch, stan, mti, dkey = nil, nil, nil, k
@@ -161,8 +161,8 @@ func queueInsert(b *pgx.Batch, t *Txn, term int32, inserted *bool) {
 		RETURNING id, local_day, created_at),
 		r AS (INSERT INTO txn_reversal (id, local_day, sealed) SELECT id, local_day, $31::bytea FROM w WHERE $31::bytea IS NOT NULL)
 		SELECT id, created_at FROM w`,
-		t.LocalDay, t.SettleDate, writtenEnv(t.Env), t.MID, t.TID, batch, stan, mti, t.Kind, t.ProcCode, t.Amount, t.EntryMode,
-		t.Type, t.PANMasked, t.PANHash, t.CardOrg, t.MCC, nullStr(t.AuthCode), nullStr(t.RespCode), nullStr(t.IssuerCode), string(t.State), t.WentUpstream,
+		t.LocalDay, t.SettleDate, writtenEnv(t.Env), t.MID, t.TID, batch, stan, mti, unless(t.Kind, "purchase"), unless(t.ProcCode, "000000"), t.Amount, t.EntryMode,
+		t.Type, t.PANMasked, t.PANHash, unless(t.CardOrg, "CUP"), t.MCC, nullStr(t.AuthCode), nullStr(t.RespCode), nullStr(t.IssuerCode), string(t.State), t.WentUpstream,
 		rule, reason, t.ReqHash, t.OrigID, TraceChecks(t.Trace), t.RRN, t.UpTrace, t.UpTime, t.Reversal, t.Operator,
 		nullStr(t.Inputs.ReqMCC), t.Inputs.HasPIN, t.Inputs.DevSerial, t.Inputs.DevSDK, t.Inputs.DevCheck, nullVia(t.Via), created,
 		term, dkey,
@@ -219,11 +219,15 @@ func writtenDecision(rule, reason string) (any, any) {
 
 // writtenEnv is a request row's environment as written: NULL for production (the txn view
 // shows it).
-func writtenEnv(env string) any {
-	if env == "production" {
+func writtenEnv(env string) any { return unless(env, "production") }
+
+// unless is v as a request row writes it: NULL when it is the usual value the txn view shows
+// for NULL (migrations 0026, 0028).
+func unless(v, usual string) any {
+	if v == usual {
 		return nil
 	}
-	return env
+	return v
 }
 
 // outcomeRule and outcomeIssuerCode are an outcome's rule and issuer code as written: NULL for
