@@ -197,9 +197,12 @@ func Config(t testing.TB, o Options) string {
 	return y
 }
 
-// Start runs a switch on the demo config (with o's edits) until the test ends.
+// Start runs a switch on the demo config (with o's edits) until the test ends. In the last 90 s
+// of a day it first waits for the next: a test's purchase and its void, reversal or status query
+// must share a business day, which the real clock does not promise across midnight.
 func Start(t testing.TB, o Options) *Switch {
 	t.Helper()
+	AwayFromMidnight(t, 90*time.Second)
 	y := Config(t, o)
 	dir := TempDir(t)
 	path := dir + "/shoudan.yaml"
