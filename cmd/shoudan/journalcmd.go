@@ -254,13 +254,23 @@ func doctor(ctx context.Context, pool *pgxpool.Pool, retention int, w io.Writer)
 			check(float64(dead) < 0.2*float64(live+dead), "WARN", "dead tuples in txn", fmt.Sprintf("%d of %d", dead, live+dead), "vacuum is behind: see autovacuum above, long transactions")
 		}
 		// the request rows are insert-only (migration 0021): an update of one writes a new version
-		// and an entry in each of its five indexes
+		// and an entry in each of its indexes
 		check(upd < 1000, "WARN", "updates of txn request rows", fmt.Sprintf("%d", upd), "txn_request is insert-only: something outside the switch updates it")
 	}
 	var oldest float64
 	if err := pool.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM max(now() - xact_start)), 0) FROM pg_stat_activity WHERE state <> 'idle' AND backend_type = 'client backend'`).
 		Scan(&oldest); err == nil {
 		check(oldest < 600, "WARN", "oldest open transaction", fmt.Sprintf("%.0f s", oldest), "a long transaction keeps vacuum from removing any dead tuple newer than it")
+	}
+	// each day's duplicate key is its request partition's own index (migration 0024): a partition
+	// made some other way than txn_ensure_partition or restore has none, and would journal a
+	// retransmitted request twice
+	var keyless []string
+	if err := pool.QueryRow(ctx, `SELECT coalesce(array_agg(c.relname::text ORDER BY c.relname), '{}') FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'txn_request'::regclass AND NOT EXISTS (SELECT 1 FROM pg_index x JOIN pg_class k ON k.oid = x.indexrelid
+			WHERE x.indrelid = c.oid AND x.indisunique AND x.indisvalid AND k.relname = c.relname || '_key')`).Scan(&keyless); err == nil {
+		check(len(keyless) == 0, "BAD", "request partitions without their duplicate key", strings.Join(keyless, " "),
+			"SELECT txn_request_keys('<partition>') creates it (after removing any duplicates it finds)")
 	}
 	var ahead bool
 	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", journal.PartitionName(time.Now().AddDate(0, 0, 1))).Scan(&ahead); err == nil {
