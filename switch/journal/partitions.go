@@ -211,7 +211,8 @@ var restoredUntil = regexp.MustCompile(`keep until (\d{4}-\d{2}-\d{2})`)
 
 // ApplyRetention detaches every partition whose day is more than days before today, writes it
 // to archiveDir as txn_YYYY-MM-DD.csv.gz (CSV with a header line, gzip: readable by any tool)
-// and drops it once the file is durable. It returns the files written.
+// and drops it once the file is durable; then it does the same with the refund tables' finished
+// rows from before that day (archiveRefunds). It returns the files written.
 func (j *Journal) ApplyRetention(ctx context.Context, today time.Time, days int, archiveDir string) ([]string, error) {
 	y, m, d := today.Date()
 	cutoff := time.Date(y, m, d, 0, 0, 0, 0, time.UTC).AddDate(0, 0, -days)
@@ -235,7 +236,12 @@ func (j *Journal) ApplyRetention(ctx context.Context, today time.Time, days int,
 		}
 		files = append(files, f)
 	}
-	return files, nil
+	// and the refund tables' finished rows from before the cutoff (refundretention.go)
+	if err := os.MkdirAll(archiveDir, 0o750); err != nil {
+		return files, err
+	}
+	more, err := j.archiveRefunds(ctx, cutoff, archiveDir)
+	return append(files, more...), err
 }
 
 func (j *Journal) archivePartition(ctx context.Context, p Partition, dir string) (string, error) {
