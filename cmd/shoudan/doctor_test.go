@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/rand"
 	"strings"
 	"testing"
 	"time"
@@ -17,13 +16,7 @@ import (
 // partitions have theirs.
 func TestDoctorFindsAPartitionWithoutItsKey(t *testing.T) {
 	ctx := t.Context()
-	key := make([]byte, 32)
-	rand.Read(key)
-	v, err := journal.NewVault(key)
-	require.NoError(t, err)
-	j, err := journal.Open(ctx, switchtest.Database(t), v)
-	require.NoError(t, err)
-	t.Cleanup(j.Close)
+	j := switchtest.Journal(t)
 	line := func() string {
 		var out bytes.Buffer
 		_, err := doctor(ctx, j.Pool, 400, &out)
@@ -38,7 +31,7 @@ func TestDoctorFindsAPartitionWithoutItsKey(t *testing.T) {
 	}
 	require.True(t, strings.HasPrefix(strings.TrimSpace(line()), "OK"), line())
 	tomorrow := journal.PartitionName(time.Now().AddDate(0, 0, 1))
-	_, err = j.Pool.Exec(ctx, "SELECT txn_ensure_partition(current_date + 1)")
+	_, err := j.Pool.Exec(ctx, "SELECT txn_ensure_partition(current_date + 1)")
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(strings.TrimSpace(line()), "OK"), "a partition the switch made has its key")
 	_, err = j.Pool.Exec(ctx, "DROP INDEX "+tomorrow+"_key")

@@ -1,7 +1,6 @@
 package query_test
 
 import (
-	"crypto/rand"
 	"fmt"
 	"strings"
 	"testing"
@@ -19,13 +18,7 @@ import (
 // that names only mid or tid as text would not.
 func TestListingsUseTheirIndexes(t *testing.T) {
 	ctx := t.Context()
-	key := make([]byte, 32)
-	rand.Read(key)
-	v, err := journal.NewVault(key)
-	require.NoError(t, err)
-	j, err := journal.Open(ctx, switchtest.Database(t), v)
-	require.NoError(t, err)
-	t.Cleanup(j.Close)
+	j := switchtest.Journal(t)
 	day := time.Now()
 	for n := range 3000 {
 		mid, tid := fmt.Sprintf("89831005812%04d", n%60), fmt.Sprintf("9%07d", n%120)
@@ -35,7 +28,7 @@ func TestListingsUseTheirIndexes(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, ok)
 	}
-	_, err = j.Pool.Exec(ctx, "ANALYZE txn_request")
+	_, err := j.Pool.Exec(ctx, "ANALYZE txn_request")
 	require.NoError(t, err)
 	for name, c := range map[string]struct {
 		f    query.Filter
@@ -47,7 +40,7 @@ func TestListingsUseTheirIndexes(t *testing.T) {
 		"a terminal, any merchant":   {query.Filter{From: day, To: day, TID: "90000003"}, "Index Cond: (term = "},
 		"a merchant's week, by STAN": {query.Filter{From: day.AddDate(0, 0, -6), To: day, MID: "898310058120003", STAN: "000011"}, "Index Cond: (hashtext(mid) = "},
 	} {
-		sql, args, err := query.ListSQL(c.f, v)
+		sql, args, err := query.ListSQL(c.f, j.Vault)
 		require.NoError(t, err, name)
 		rows, err := j.Pool.Query(ctx, "EXPLAIN (COSTS OFF) "+sql, args...)
 		require.NoError(t, err, name)

@@ -5,6 +5,7 @@ package switchtest
 
 import (
 	"context"
+	crand "crypto/rand"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 	rc "github.com/shoudan/shoudan/responsecodes"
 	"github.com/shoudan/shoudan/switch/app"
 	"github.com/shoudan/shoudan/switch/hsm"
+	"github.com/shoudan/shoudan/switch/journal"
 	"github.com/shoudan/shoudan/switch/journal/pginstance"
 	"github.com/shoudan/shoudan/terminals"
 	"github.com/shoudan/shoudan/terminals/device"
@@ -99,6 +101,24 @@ func Database(t testing.TB) string {
 		t.Fatalf("shared PostgreSQL: %v", shared.err)
 	}
 	return NewDatabase(t, shared.in.URL())
+}
+
+// Journal opens a journal on a fresh database (Database) with a random key, closed when the test
+// ends.
+func Journal(t testing.TB) *journal.Journal {
+	t.Helper()
+	key := make([]byte, 32)
+	crand.Read(key)
+	v, err := journal.NewVault(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := journal.Open(context.Background(), Database(t), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(j.Close)
+	return j
 }
 
 // NewDatabase creates a fresh database on the server at url.
