@@ -87,6 +87,13 @@ func load(b *testing.B, url string, conf *settlement.Config, open time.Time, tot
 	start := time.Now()
 	i := 0
 	var lastPurchase = map[int]int64{}
+	// each merchant's terminal number (journal migration 0024), before the COPY holds the connection
+	terms := make([]int32, merchants)
+	for m := range terms {
+		if err := c.QueryRow(ctx, "SELECT txn_term_no($1, '10000001')", mid(m)).Scan(&terms[m]); err != nil {
+			b.Fatal(err)
+		}
+	}
 	src := pgx.CopyFromFunc(func() ([]any, error) {
 		if i == total {
 			return nil, nil
@@ -114,14 +121,17 @@ func load(b *testing.B, url string, conf *settlement.Config, open time.Time, tot
 		default:
 			lastPurchase[m] = fid
 		}
-		return []any{fid, at, ld, conf.Cutoff.Date(at), "production", mid(m), "10000001", "000001", fmt.Sprintf("%06d", id%1000000),
-			mti, kind, amount, "622202******0123", fmt.Sprintf("%012d", id), resp, state, resp == "00", []byte{1}, orig, fmt.Sprintf("%04d", 5000+m%1000)}, nil
+		stan := fmt.Sprintf("%06d", id%1000000)
+		dkey, _ := journal.DupKey("000001", stan, mti)
+		return []any{fid, at, ld, conf.Cutoff.Date(at), "production", mid(m), "10000001", "000001", stan,
+			mti, kind, amount, "622202******0123", fmt.Sprintf("%012d", id), resp, state, resp == "00", []byte{1}, orig, fmt.Sprintf("%04d", 5000+m%1000), terms[m], dkey}, nil
 	})
-	if _, err := c.CopyFrom(ctx, pgx.Identifier{"txn"}, []string{"id", "created_at", "local_day", "settle_date", "env", "mid", "tid", "batch", "stan",
-		"mti", "kind", "amount", "pan_masked", "rrn", "resp_code", "state", "went_upstream", "req_hash", "orig_id", "mcc"}, src); err != nil {
+	// the request rows as the journal writes them (txn is a view of them since migration 0021)
+	if _, err := c.CopyFrom(ctx, pgx.Identifier{"txn_request"}, []string{"id", "created_at", "local_day", "settle_date", "env", "mid", "tid", "batch", "stan",
+		"mti", "kind", "amount", "pan_masked", "rrn", "resp_code", "state", "went_upstream", "req_hash", "orig_id", "mcc", "term", "dkey"}, src); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := c.Exec(ctx, "ANALYZE txn"); err != nil {
+	if _, err := c.Exec(ctx, "ANALYZE txn_request"); err != nil {
 		b.Fatal(err)
 	}
 	c.Close(ctx)

@@ -58,14 +58,19 @@ func BenchmarkWhatIfDay(b *testing.B) {
 		if code != "00" {
 			state = "D"
 		}
-		rows = append(rows, []any{journal.DayBase(utcDay) + 900_000_000_000 + int64(i), utcDay, utcDay, "production", t.MID, t.TID, "000001", fmt.Sprintf("%06d", i/len(loads)), mti, kind,
-			amount, entry, fmt.Sprintf("%012d", 500_000_000+i), code, state, rule, "", hash[:], journal.TraceChecks(trace), "", pin, t.Serial, "3.2.1", "G"})
+		term, err := s.Journal.TermNo(ctx, t.MID, t.TID)
+		require.NoError(b, err)
+		stan := fmt.Sprintf("%06d", i/len(loads))
+		dkey, _ := journal.DupKey("000001", stan, mti)
+		rows = append(rows, []any{journal.DayBase(utcDay) + 900_000_000_000 + int64(i), utcDay, utcDay, "production", t.MID, t.TID, "000001", stan, mti, kind,
+			amount, entry, fmt.Sprintf("%012d", 500_000_000+i), code, state, rule, "", hash[:], journal.TraceChecks(trace), "", pin, t.Serial, "3.2.1", "G", term, dkey})
 	}
-	_, err := s.Journal.Pool.CopyFrom(ctx, pgx.Identifier{"txn"}, []string{"id", "local_day", "settle_date", "env", "mid", "tid", "batch", "stan", "mti",
+	// the request rows as the journal writes them (txn is a view of them since migration 0021)
+	_, err := s.Journal.Pool.CopyFrom(ctx, pgx.Identifier{"txn_request"}, []string{"id", "local_day", "settle_date", "env", "mid", "tid", "batch", "stan", "mti",
 		"kind", "amount", "entry_mode", "rrn", "resp_code", "state", "rule", "reason", "req_hash", "checks", "req_mcc", "has_pin",
-		"dev_serial", "dev_sdk", "dev_check"}, pgx.CopyFromRows(rows))
+		"dev_serial", "dev_sdk", "dev_check", "term", "dkey"}, pgx.CopyFromRows(rows))
 	require.NoError(b, err)
-	_, err = s.Journal.Pool.Exec(ctx, "ANALYZE txn")
+	_, err = s.Journal.Pool.Exec(ctx, "ANALYZE txn_request")
 	require.NoError(b, err)
 	draft := draft(b, s, `qps_limit: "1000.00"`, `qps_limit: "500.00"`)
 	o := whatif.Options{From: utcDay, To: utcDay}
