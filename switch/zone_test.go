@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -95,10 +96,12 @@ func TestZoneKeyChangeWithoutDowntime(t *testing.T) {
 	// this one through the admin port, as `shoudan keys rotate-zpk` does it
 	resp, err := http.Post("http://"+b.Admin+"/keys/rotate-zpk", "", nil)
 	require.NoError(t, err)
-	var res app.ZoneRotation
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&res))
+	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+	var res app.ZoneRotation
+	require.NoError(t, json.Unmarshal(body, &res))
 	require.Equal(t, 3, res.Index)
 	require.Equal(t, rc.Approved, pinBuy(b, "10000008"))
 	require.Eventually(t, func() bool { return zoneIndex(t, a) == 3 }, 15*time.Second, 100*time.Millisecond, "the first node did not take the other node's key change")

@@ -65,13 +65,13 @@ func (j *Journal) RotateZoneKey(ctx context.Context, base, node string, change f
 	}
 	defer conn.Release()
 	var got bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(8584)").Scan(&got); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", LockZoneKey).Scan(&got); err != nil {
 		return ZoneKey{}, err
 	}
 	if !got {
 		return ZoneKey{}, errors.New("zone key: another node is changing the zone PIN key now; try again in a few seconds")
 	}
-	defer conn.Exec(context.Background(), "SELECT pg_advisory_unlock(8584)")
+	defer conn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", LockZoneKey)
 	cur, ok, err := j.CurrentZoneKey(ctx, base)
 	if err != nil {
 		return ZoneKey{}, err

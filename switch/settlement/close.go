@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shoudan/shoudan/switch/journal"
 	"log/slog"
 	"sort"
 	"sync"
@@ -125,7 +126,7 @@ func (s *Settler) Close(ctx context.Context, d time.Time) ([]DayResult, error) {
 	// session, which the server may take a moment to notice
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		var got bool
-		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(8584)").Scan(&got); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", journal.LockSettlement).Scan(&got); err != nil {
 			return nil, err
 		}
 		if got {
@@ -136,7 +137,7 @@ func (s *Settler) Close(ctx context.Context, d time.Time) ([]DayResult, error) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	defer conn.Exec(context.Background(), "SELECT pg_advisory_unlock(8584)")
+	defer conn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", journal.LockSettlement)
 
 	start, err := s.firstOpen(ctx, d)
 	if err != nil {
