@@ -72,12 +72,14 @@ func (s *Switch) sealReversal(ctx context.Context, m *upstream.Message, route st
 		s.Log.Error("reversal route too long to seal", "route", route)
 		return nil
 	}
-	if plain, ok := compactReversal(m, route, row); ok {
-		// the context form when its context is at hand; the compact one when not (the journal
-		// unreachable for the one statement a new context costs)
-		if small, ok := s.contextReversal(ctx, plain, row, m); ok {
-			return s.Journal.Vault.Seal(small)
-		}
+	// the context form when its context is at hand (it checks that it gives back m); the compact
+	// one when not (the journal unreachable for the one statement a new context costs), checked
+	// only then: one rebuild per reversal on the write path, not two
+	plain := compactReversal(m, route)
+	if small, ok := s.contextReversal(ctx, plain, row, m); ok {
+		return s.Journal.Vault.Seal(small)
+	}
+	if back, err := rebuildCompact(plain[2+len(route):], row); err == nil && reflect.DeepEqual(back, m) {
 		return s.Journal.Vault.Seal(plain)
 	}
 	msg, err := upstream.Marshal(m)
@@ -89,14 +91,14 @@ func (s *Switch) sealReversal(ctx context.Context, m *upstream.Message, route st
 		s.Log.Error("reversal does not pack", "err", err, "route", route)
 		return nil
 	}
-	plain := make([]byte, 0, 2+len(route)+len(b))
-	plain = append(append(append(plain, sealedPacked, byte(len(route))), route...), b...)
-	return s.Journal.Vault.Seal(plain)
+	packed := make([]byte, 0, 2+len(route)+len(b))
+	packed = append(append(append(packed, sealedPacked, byte(len(route))), route...), b...)
+	return s.Journal.Vault.Seal(packed)
 }
 
-// compactReversal is m in the compact form, when rebuilding it from those bytes and row gives
-// back exactly m.
-func compactReversal(m *upstream.Message, route string, row journal.ReversalRow) ([]byte, bool) {
+// compactReversal is m in the compact form; whether it gives back m with its row is for the
+// caller to check (rebuildCompact).
+func compactReversal(m *upstream.Message, route string) []byte {
 	plain := make([]byte, 0, 128)
 	plain = append(append(plain, sealedCompact, byte(len(route))), route...)
 	c := *m
@@ -106,11 +108,7 @@ func compactReversal(m *upstream.Message, route string, row journal.ReversalRow)
 		plain = binary.AppendUvarint(plain, uint64(len(v)))
 		plain = append(plain, v...)
 	}
-	back, err := rebuildCompact(plain[2+len(route):], row)
-	if err != nil || !reflect.DeepEqual(back, m) {
-		return nil, false
-	}
-	return plain, true
+	return plain
 }
 
 // contextReversal is the compact form plain in the context form: its route and contextFields

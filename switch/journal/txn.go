@@ -511,19 +511,31 @@ func (j *Journal) BatchSettled(ctx context.Context, today time.Time, mid, tid, b
 	if err != nil || !ok {
 		return err
 	}
+	args := []any{mid, tid, term, today.AddDate(0, 0, -ReversalLookback), today}
+	cond, odd := batchWhere("w.", batch, "$6")
+	if odd {
+		args = append(args, batch)
+	}
 	_, err = j.Pool.Exec(ctx, `DELETE FROM txn_reversal r USING txn_request w
-		WHERE w.term=$6 AND `+batchWhere("w.", batch)+` AND w.mid=$1 AND w.tid=$2 AND $3 <> '' AND w.local_day >= $4 AND w.local_day <= $5
-		AND r.id = w.id AND r.local_day = w.local_day AND r.local_day >= $4 AND r.local_day <= $5`, mid, tid, batch, today.AddDate(0, 0, -ReversalLookback), today, term)
+		WHERE w.term=$3 AND `+cond+` AND w.mid=$1 AND w.tid=$2 AND w.local_day >= $4 AND w.local_day <= $5
+		AND r.id = w.id AND r.local_day = w.local_day AND r.local_day >= $4 AND r.local_day <= $5`, args...)
 	return err
 }
 
+// batchCond is batchWhere on the txn view, with the batch as $3 (which the caller always passes).
+func batchCond(batch string) string {
+	cond, _ := batchWhere("", batch, "$3")
+	return cond
+}
+
 // batchWhere selects a terminal batch's rows by their dkey range, or, for a batch that is not 6
-// digits, the rows without one whose batch is $3 (a row with a dkey writes no batch).
-func batchWhere(alias, batch string) string {
+// digits (odd), the rows without one whose batch is the parameter param, which the caller then
+// passes (a row with a dkey writes no batch).
+func batchWhere(alias, batch, param string) (cond string, odd bool) {
 	if lo, hi, ok := batchKeys(batch); ok {
-		return fmt.Sprintf("%sdkey BETWEEN %d AND %d", alias, lo, hi)
+		return fmt.Sprintf("%sdkey BETWEEN %d AND %d", alias, lo, hi), false
 	}
-	return fmt.Sprintf("%sdkey IS NULL AND %sbatch = $3", alias, alias)
+	return fmt.Sprintf("%sdkey IS NULL AND %sbatch = %s", alias, alias, param), true
 }
 
 // BatchTotals are the settlement totals of a terminal batch (protocol.md §4): debit = approved,
@@ -545,7 +557,7 @@ func (j *Journal) Totals(ctx context.Context, mid, tid, batch string) (BatchTota
 		count(*) FILTER (WHERE kind='purchase' AND state='A'),
 		coalesce(sum(amount) FILTER (WHERE kind IN ('refund','void') AND state='A'),0),
 		count(*) FILTER (WHERE kind IN ('refund','void') AND state='A')
-		FROM txn WHERE term=$4 AND `+batchWhere("", batch)+` AND mid=$1 AND tid=$2 AND batch=$3`, mid, tid, batch, term).Scan(&t.DebitAmount, &t.DebitCount, &t.CreditAmount, &t.CreditCount)
+		FROM txn WHERE term=$4 AND `+batchCond(batch)+` AND mid=$1 AND tid=$2 AND batch=$3`, mid, tid, batch, term).Scan(&t.DebitAmount, &t.DebitCount, &t.CreditAmount, &t.CreditCount)
 	if err != nil {
 		return t, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
