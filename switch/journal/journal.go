@@ -96,17 +96,7 @@ func Open(ctx context.Context, url string, vault *Vault) (*Journal, error) {
 	j.states.reset(false) // not live: reads go to the journal until Serve listens
 	j.ctx, j.cancel = context.WithCancel(context.Background())
 	j.startRejects()
-	const committers = 2 // one batch is being committed while the next one fills
-	finished := make(chan struct{}, committers)
-	for range committers {
-		go func() { j.commitLoop(); finished <- struct{}{} }()
-	}
-	go func() {
-		for range committers {
-			<-finished
-		}
-		close(j.done)
-	}()
+	go func() { j.commitLoop(); close(j.done) }()
 	go j.notifier()
 	return j, nil
 }
@@ -253,23 +243,44 @@ func (j *Journal) commit(ctx context.Context, o op) error {
 	}
 }
 
+// Group commit: at most two groups are being committed at once, and the second only when it is
+// worth a commit of its own (overlapMin writes). While one group commits, what arrives gathers
+// into the next; a small next group waits for the commit in flight rather than starting one
+// beside it. A light load so gets fewer, larger commits: in the 1,000/s soak two committers that
+// always overlapped made 1.45 writes per commit, and one at a time took PostgreSQL from 0.55 to
+// 0.47 of a core and the soak's p50 from 5.95 to 4.87 ms. Under a heavy load, or a slow fsync,
+// the groups grow past overlapMin and the second commit overlaps the first's WAL flush again.
+const (
+	committers = 2
+	overlapMin = 16
+)
+
 func (j *Journal) commitLoop() {
+	work := make(chan []op)
+	idle := make(chan struct{}, committers) // a committer finished its group
+	for range committers {
+		go func() {
+			for g := range work {
+				j.flush(g)
+				idle <- struct{}{}
+			}
+		}()
+	}
+	busy := 0
+	var group []op
+	stop, stopping := j.stop, false
 	for {
-		var first op
-		select {
-		case first = <-j.ops:
-		case <-j.stop:
-			// finish what is queued, then stop
-			for {
-				select {
-				case o := <-j.ops:
-					j.flush([]op{o})
-				default:
-					return
-				}
+		if len(group) == 0 && !stopping {
+			select { // wait for a write
+			case o := <-j.ops:
+				group = append(group, o)
+			case <-idle:
+				busy--
+				continue
+			case <-stop:
+				stop, stopping = nil, true
 			}
 		}
-		group := []op{first}
 	fill:
 		for len(group) < j.maxOps {
 			select {
@@ -279,7 +290,32 @@ func (j *Journal) commitLoop() {
 				break fill
 			}
 		}
-		j.flush(group)
+		if stopping && len(group) == 0 { // what was queued is committed or being committed
+			close(work)
+			for ; busy > 0; busy-- {
+				<-idle
+			}
+			return
+		}
+		if busy == 0 || (busy < committers && len(group) >= overlapMin) {
+			work <- group
+			busy++
+			group = nil
+			continue
+		}
+		// the next group waits for a committer, gathering writes until it is full
+		more := j.ops
+		if len(group) >= j.maxOps {
+			more = nil
+		}
+		select {
+		case <-idle:
+			busy--
+		case o := <-more:
+			group = append(group, o)
+		case <-stop:
+			stop, stopping = nil, true
+		}
 	}
 }
 
