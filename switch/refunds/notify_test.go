@@ -195,7 +195,9 @@ func TestNotifyPayments(t *testing.T) {
 }
 
 // TestNotificationsPrunedAfterKeep: delivered and expired notifications older than the keep
-// period go with their attempts; a recent one and an old one still pending stay.
+// period go with their attempts; a recent one and an old one still pending stay. The rows are
+// younger than the switch's own keep (30 days), so that its hourly prune, whose first round can
+// come at any moment of the test, leaves them to the call under test.
 func TestNotificationsPrunedAfterKeep(t *testing.T) {
 	s := start(t)
 	ctx := t.Context()
@@ -203,14 +205,14 @@ func TestNotificationsPrunedAfterKeep(t *testing.T) {
 	for _, n := range []struct {
 		key, state string
 		age        string
-	}{{"old-delivered", "delivered", "40 days"}, {"old-expired", "expired", "35 days"}, {"old-pending", "pending", "40 days"}, {"new-delivered", "delivered", "2 days"}} {
+	}{{"old-delivered", "delivered", "20 days"}, {"old-expired", "expired", "15 days"}, {"old-pending", "pending", "20 days"}, {"new-delivered", "delivered", "2 days"}} {
 		var id int64
 		require.NoError(t, pool.QueryRow(ctx, `INSERT INTO notification (mid, event_key, event, payload, state, expires_at, created_at)
 			VALUES ($1, $2, 'refund.succeeded', '{}', $3, now(), now() - $4::interval) RETURNING id`, mid, "test/"+n.key, n.state, n.age).Scan(&id))
 		_, err := pool.Exec(ctx, `INSERT INTO notification_attempt (notification_id, url, status) VALUES ($1, 'http://127.0.0.1:1/', 200)`, id)
 		require.NoError(t, err)
 	}
-	n, err := s.Refunds.PruneNotifications(ctx, 30*24*time.Hour)
+	n, err := s.Refunds.PruneNotifications(ctx, 10*24*time.Hour)
 	require.NoError(t, err)
 	require.Equal(t, int64(2), n)
 	rows, err := pool.Query(ctx, `SELECT event_key FROM notification WHERE event_key LIKE 'test/%' ORDER BY event_key`)
