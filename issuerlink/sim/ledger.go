@@ -52,7 +52,6 @@ type Ledger struct {
 	Now       func() time.Time
 	file      *ledgerFile
 	evicted   int
-	since     int
 	byRRN     map[string]string // approved refunds and voids by kind, acquirer and RRN: their keys (see repeat)
 }
 
@@ -121,7 +120,7 @@ func (l *Ledger) record(a *Auth) {
 		l.order = append(l.order, a.Key)
 	}
 	l.auths[a.Key] = a
-	l.maybeEvict()
+	l.evict()
 }
 
 // repeat finds an approved refund or void already applied under the request's RRN (F37) from
