@@ -151,9 +151,11 @@ func TestSnapshotInTheBackground(t *testing.T) {
 // not yet written, new purchases); an issuer killed right after it, and one killed in the
 // middle of it, both come back with every change.
 func TestSnapshotWhileChanging(t *testing.T) {
-	oldEvery, oldChunk, oldPause := compactEvery, snapChunk, snapPause
-	compactEvery, snapChunk, snapPause = 100, 10, 0
-	t.Cleanup(func() { compactEvery, snapChunk, snapPause, snapHook = oldEvery, oldChunk, oldPause, nil })
+	oldEvery, oldChunk, oldPause, oldSync := compactEvery, snapChunk, snapPause, snapSyncEvery
+	compactEvery, snapChunk, snapPause, snapSyncEvery = 100, 10, 0, 2000
+	t.Cleanup(func() {
+		compactEvery, snapChunk, snapPause, snapHook, snapSyncEvery = oldEvery, oldChunk, oldPause, nil, oldSync
+	})
 	dir := filepath.Join(t.TempDir(), "ledger")
 	is := testIssuer(t, dir, 0, 0)
 	var ps []*upstream.Message
@@ -175,6 +177,10 @@ func TestSnapshotWhileChanging(t *testing.T) {
 	p100 := purchase("000100", 100)
 	require.Equal(t, "00", is.Handle(p100).RespCode)
 	<-mid
+	// written to the disk as it goes (every snapSyncEvery bytes), not in one burst at the end
+	fi, err := os.Stat(filepath.Join(dir, "ledger.snap.tmp"))
+	require.NoError(t, err)
+	assert.Greater(t, fi.Size(), int64(30*300), "40 of 100 authorisations into the snapshot, at least 30 of them on the disk")
 	// killed now, mid-snapshot: ledger.snap.tmp is half written, ledger.log.old has 100 lines
 	killed := t.TempDir()
 	copyDir(t, dir, killed)
