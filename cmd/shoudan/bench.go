@@ -524,7 +524,9 @@ func benchJournal(ctx context.Context, url string, n int, d time.Duration) (*Ben
 					continue
 				}
 				lat := time.Since(t0)
-				mine = append(mine, sample{lat: lat, rtt: lat, code: rc.Approved, rrn: rec.RRN})
+				s := newSample("", rc.Approved, rec.RRN)
+				s.lat, s.rtt = lat, lat
+				mine = append(mine, s)
 			}
 			mu.Lock()
 			samples = append(samples, mine...)

@@ -266,7 +266,7 @@ func (sw *benchSwitch) soak(ctx context.Context, reg *terminals.Registry, load l
 			switch {
 			case s.err:
 				iv.Errors++
-			case s.code != rc.Approved:
+			case s.codeOf() != rc.Approved:
 				iv.NotApproved++
 			}
 			if !s.err {
@@ -338,10 +338,10 @@ func issuerTimes(ctx context.Context, url string) (map[string]int64, error) {
 func added(samples []sample, issuerUS map[string]int64) []float64 {
 	var out []float64
 	for _, s := range samples {
-		if s.err || s.code != rc.Approved || s.rrn == "" || (s.kind != "purchase" && s.kind != "qps" && s.kind != "void") {
+		if k := s.kind(); s.err || s.codeOf() != rc.Approved || s.rrnOf() == "" || (k != "purchase" && k != "qps" && k != "void") {
 			continue
 		}
-		if us, ok := issuerUS[s.rrn]; ok {
+		if us, ok := issuerUS[s.rrnOf()]; ok {
 			out = append(out, float64(s.rtt.Microseconds()-us)/1000)
 		}
 	}
