@@ -191,19 +191,44 @@ func (p *ledgerFile) writeSnap(c diskChange) error {
 	if err != nil {
 		return err
 	}
+	f, err := p.createSnap()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := bufio.NewWriter(f)
+	w.Write(b)
+	return p.finishSnap(f, w)
+}
+
+// createSnap opens ledger.snap.tmp for a new snapshot.
+func (p *ledgerFile) createSnap() (*os.File, error) {
 	snap := filepath.Join(p.dir, "ledger.snap")
 	f, err := os.OpenFile(snap+".tmp", os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err == nil {
-		_, err = f.Write(b)
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
 	if err != nil {
-		return fmt.Errorf("ledger %s: %w", snap, err)
+		return nil, fmt.Errorf("ledger %s: %w", snap, err)
+	}
+	return f, nil
+}
+
+// syncSnap writes what w holds of a snapshot to the disk.
+func syncSnap(f *os.File, w *bufio.Writer) error {
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("ledger %s: %w", f.Name(), err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("ledger %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// finishSnap syncs and closes a snapshot written to f through w, then installs it.
+func (p *ledgerFile) finishSnap(f *os.File, w *bufio.Writer) error {
+	if err := syncSnap(f, w); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("ledger %s: %w", f.Name(), err)
 	}
 	return p.installSnap()
 }
@@ -316,10 +341,9 @@ var (
 // each chunk is read) and the balances bal, in the format writeSnap writes.
 func (l *Ledger) writeSnapPaced(keys []string, bal map[string]int64) error {
 	p := l.file
-	snap := filepath.Join(p.dir, "ledger.snap")
-	f, err := os.OpenFile(snap+".tmp", os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	f, err := p.createSnap()
 	if err != nil {
-		return fmt.Errorf("ledger %s: %w", snap, err)
+		return err
 	}
 	defer f.Close()
 	w := bufio.NewWriterSize(f, 256<<10)
@@ -356,11 +380,8 @@ func (l *Ledger) writeSnapPaced(keys []string, bal map[string]int64) error {
 			unsynced += len(b) + 1
 		}
 		if unsynced >= snapSyncEvery {
-			if err := w.Flush(); err != nil {
-				return fmt.Errorf("ledger %s: %w", snap, err)
-			}
-			if err := f.Sync(); err != nil {
-				return fmt.Errorf("ledger %s: %w", snap, err)
+			if err := syncSnap(f, w); err != nil {
+				return err
 			}
 			unsynced = 0
 		}
@@ -371,16 +392,7 @@ func (l *Ledger) writeSnapPaced(keys []string, bal map[string]int64) error {
 		time.Sleep(max(snapPause, 3*time.Since(t0)))
 	}
 	w.WriteString("]}")
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("ledger %s: %w", snap, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("ledger %s: %w", snap, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("ledger %s: %w", snap, err)
-	}
-	return p.installSnap()
+	return p.finishSnap(f, w)
 }
 
 func (p *ledgerFile) openLogAppend() error {
